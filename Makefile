@@ -1,0 +1,28 @@
+# Two entry points: `make demo` and `make test`. Each creates or refreshes .venv itself.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch is pinned in the same call so that pip takes the local CPU build, not a CUDA one.
+	$(PY) -m pip install -q torch==2.13.0 -e ".[dev,sweep]"
+	# torchattacks is the reference our PGD is compared against; its torchvision requirement is not needed.
+	$(PY) -m pip install -q --no-deps torchattacks==3.5.1
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/brainalign demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

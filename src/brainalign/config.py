@@ -1,0 +1,233 @@
+"""Typed, validated run configuration, read from YAML and overridable from the command line.
+
+A ``RunConfig`` nests one config per component. Validation happens here, once: a bad value
+raises ``ConfigError`` with one line naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from brainalign.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Which images to train and test on."""
+
+    name: str = Field("digits", description="registered data set (brainalign list datasets)")
+    root: str | None = Field(None, description="folder with the distribution files (not needed for digits)")
+    image_size: int | None = Field(None, ge=4, le=512, description="resize to this side; None keeps native pixels")
+    channels: Literal[1, 3] | None = Field(None, description="convert to 1 (grayscale) or 3 channels")
+    val_fraction: float = Field(0.2, gt=0, lt=0.5, description="share of images held out for validation")
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="share of images held out for testing")
+    max_train: int | None = Field(None, ge=10, description="cap on training images (quick runs)")
+    split_seed: int = Field(0, ge=0, description="seed of the fixed split; the same for every run so that "
+                            "test images, and hence paired tests, match across runs")
+    download: bool = Field(False, description="download missing files (needs torchvision and a network)")
+
+
+class ModelConfig(_Strict):
+    """Architecture and its options."""
+
+    name: str = Field("small_cnn", description="registered model (brainalign list models)")
+    width: int = Field(32, ge=4, le=1024, description="channels of the first stage")
+    input_size: int | None = Field(None, ge=8, description="upsample inside the model to this side")
+
+
+class RecordingConfig(_Strict):
+    """A neural recording: a registered loader, its path (real data) and options."""
+
+    name: str = Field(..., description="registered neural loader (brainalign list neural)")
+    path: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RegularizerConfig(_Strict):
+    """One regularizer term: weight * R(features, targets)."""
+
+    name: str = Field(..., description="registered regularizer (brainalign list regularizers)")
+    weight: float = Field(1.0, ge=0, description="multiplier of the term in the total loss")
+    control: Literal["none", "shuffled", "random"] = Field(
+        "none", description="shuffled: targets permuted across stimuli; random: random targets, matched statistics")
+    params: dict[str, Any] = Field(default_factory=dict, description="the regularizer's own parameters")
+    recording: RecordingConfig | None = Field(None, description="neural data for data-driven regularizers")
+
+
+class DefenceConfig(_Strict):
+    """A training-time defence (adversarial training, TRADES, noise augmentation)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(_Strict):
+    """Optimisation."""
+
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["constant", "cosine", "step"] = "cosine"
+    step_every: int = Field(10, ge=1, description="epochs per step of the 'step' schedule")
+    step_gamma: float = Field(0.1, gt=0, le=1)
+    reg_batch_size: int = Field(32, ge=2, description="stimuli per regularization batch")
+    device: str = Field("cpu", description="torch device")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch default)")
+
+
+class AttackSpec(_Strict):
+    """One attack over a strength grid (eps in native [0, 1] pixel units, severities, ...)."""
+
+    name: str
+    eps: list[float] = Field(..., min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("eps")
+    @classmethod
+    def _non_negative(cls, v: list[float]) -> list[float]:
+        if any(e < 0 for e in v):
+            raise ValueError(f"strengths must be >= 0, got {v}")
+        return v
+
+    @property
+    def key(self) -> str:
+        extra = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.name}[{extra}]" if extra else self.name
+
+
+class EvalConfig(_Strict):
+    """What the evaluation after training runs."""
+
+    suite: str = Field("quick", description="named suite (quick, standard, full) used when attacks is empty")
+    attacks: list[AttackSpec] = Field(default_factory=list)
+    n_examples: int | None = Field(None, ge=1, description="test images attacked (None: all)")
+    batch_size: int = Field(256, ge=1)
+
+
+class RunConfig(_Strict):
+    """Everything one run needs; saved, as used, in the run folder."""
+
+    experiment: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("baseline", pattern=r"^[A-Za-z0-9_.=-]+$")
+    seed: int = Field(0, ge=0)
+    out_dir: str = "runs"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    regularizers: list[RegularizerConfig] = Field(default_factory=list)
+    defences: list[DefenceConfig] = Field(default_factory=list)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _names_exist(self) -> RunConfig:
+        from brainalign.registry import DATASETS, DEFENCES, MODELS, REGULARIZERS
+
+        checks = [("data.name", DATASETS, self.data.name), ("model.name", MODELS, self.model.name)]
+        checks += [(f"regularizers.{i}.name", REGULARIZERS, r.name) for i, r in enumerate(self.regularizers)]
+        checks += [(f"defences.{i}.name", DEFENCES, d.name) for i, d in enumerate(self.defences)]
+        for field, registry, name in checks:
+            try:
+                registry.entry(name)
+            except ConfigError as exc:
+                raise ConfigError(f"{field}: {exc}") from None
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.experiment / f"{self.name}__seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, ConfigError):  # our own validators already say field and allowed values
+        return str(cause)
+    field = ".".join(str(p) for p in first["loc"]) or "config"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif first["type"] == "literal_error":
+        msg = "must be " + first["ctx"]["expected"]
+    return f"{field}: {msg} (got {first.get('input')!r})" if first["type"] != "missing" else f"{field}: required"
+
+
+def parse_config(data: dict[str, Any]) -> RunConfig:
+    """Validate a plain dict into a RunConfig; one clear ConfigError otherwise."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from None
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            try:
+                node = node[int(part)]
+                continue
+            except (ValueError, IndexError):
+                raise ConfigError(f"override {key!r}: {'.'.join(parts[:i + 1])} is not a valid list index") from None
+        node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override {key!r}: {'.'.join(parts[:i + 1])} is not a section")
+    if isinstance(node, list):
+        try:
+            node[int(parts[-1])] = value
+        except (ValueError, IndexError):
+            raise ConfigError(f"override {key!r}: {parts[-1]} is not a valid list index") from None
+    else:
+        node[parts[-1]] = value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.field=value`` overrides; values are parsed as YAML (numbers, lists, booleans)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.field=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(data, key.strip(), value)
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({type(exc).__name__})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or the defaults), apply overrides, validate."""
+    data = read_yaml(path) if path is not None else {}
+    return parse_config(apply_overrides(data, list(overrides or [])))

@@ -1,0 +1,23 @@
+"""Image data sets: registered loaders and the fixed, seeded train/validation/test split."""
+
+from __future__ import annotations
+
+from brainalign.config import DataConfig
+from brainalign.data import digits, folder, standard  # noqa: F401  (registration)
+from brainalign.data.base import DatasetInfo, DataSplits, ImageSet, channel_stats, resize, stratified_split, to_channels
+from brainalign.registry import DATASETS
+
+
+def load_data(config: DataConfig) -> DataSplits:
+    """Load, convert and split a registered data set; the split depends only on ``config.split_seed``."""
+    images, labels, classes = DATASETS.get(config.name)(config)
+    images = resize(to_channels(images, config.channels), config.image_size)
+    train, val, test = stratified_split(images, labels, val_fraction=config.val_fraction,
+                                       test_fraction=config.test_fraction, seed=config.split_seed)
+    if config.max_train is not None and len(train) > config.max_train:
+        train = ImageSet(train.images[: config.max_train], train.labels[: config.max_train])
+    mean, std = channel_stats(train.images)
+    return DataSplits(config.name, train, val, test, num_classes=len(classes), classes=classes, mean=mean, std=std)
+
+
+__all__ = ["DataSplits", "DatasetInfo", "ImageSet", "load_data", "resize", "stratified_split", "to_channels"]
