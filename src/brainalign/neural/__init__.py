@@ -1,0 +1,1 @@
+"""Neural recordings: schema, loaders of published formats, simulated recordings (being built)."""
