@@ -88,3 +88,27 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(tiny_config, tmp
         read_json(clean.run_dir / results.RESULT)["clean_accuracy"]
     wk, wc = (load_checkpoint(c.run_dir / results.WEIGHTS)[0] for c in (killed, clean))
     assert all(torch.equal(wk[k], wc[k]) for k in wk)
+
+
+def test_kill_between_checkpoint_and_metrics_loses_no_row(tiny_config, tmp_path, monkeypatch):
+    """The checkpoint carries the metrics rows, so a kill right after it was written loses nothing."""
+    killed = tiny_config(out_dir=str(tmp_path / "killed"))
+    clean = tiny_config(out_dir=str(tmp_path / "clean"))
+    real_write = results.write_metrics
+    calls = []
+
+    def dies_on_second_epoch(path, rows):
+        calls.append(len(rows))
+        if len(rows) == 2:
+            raise KeyboardInterrupt  # as if killed after the epoch-1 checkpoint, before metrics.csv
+        real_write(path, rows)
+
+    monkeypatch.setattr(results, "write_metrics", dies_on_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(killed, progress=False, evaluate=False)
+    monkeypatch.setattr(results, "write_metrics", real_write)
+    assert len(results.read_metrics(killed.run_dir / results.METRICS)) == 1
+    train(killed, progress=False, evaluate=False)
+    train(clean, progress=False, evaluate=False)
+    assert results.read_metrics(killed.run_dir / results.METRICS) == results.read_metrics(
+        clean.run_dir / results.METRICS)

@@ -13,6 +13,7 @@ uninterrupted run, because every random draw of epoch e comes from a generator s
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import zlib
@@ -200,7 +201,7 @@ def _fit(trainee: Trainee, run_dir: Path, progress: bool) -> None:
         tensors, meta = load_checkpoint(run_dir / results.CHECKPOINT)
         trainee.load_state_tensors(tensors)
         start = int(meta["epoch"]) + 1
-        rows = results.read_metrics(run_dir / results.METRICS)[:start]
+        rows = json.loads(meta["metrics"])  # the checkpoint, not metrics.csv, is the source of truth
     device = config.train.device
     x_all, y_all = data.train.images, data.train.labels
     bs = config.train.batch_size
@@ -236,7 +237,8 @@ def _fit(trainee: Trainee, run_dir: Path, progress: bool) -> None:
         row["val_accuracy"] = accuracy(model, data.val.images, data.val.labels)
         rows.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row['val_accuracy']:.3f}")
-        save_checkpoint(run_dir / results.CHECKPOINT, trainee.state_tensors(), {"epoch": str(epoch)})
+        save_checkpoint(run_dir / results.CHECKPOINT, trainee.state_tensors(),
+                        {"epoch": str(epoch), "metrics": json.dumps(rows)})
         results.write_metrics(run_dir / results.METRICS, rows)
     model.eval()
     result = results.provenance()
