@@ -18,6 +18,10 @@ demo: $(STAMP)
 	$(VENV)/bin/brainalign demo
 
 test: $(STAMP)
+	@# The report's browser test needs Debian's chromium; install it where missing (as root).
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+		echo "warning: chromium is not installed; the report's browser test will be skipped"
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/pytest -q
 

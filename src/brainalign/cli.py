@@ -24,12 +24,13 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks f
 def demo(
     out: Annotated[Path, typer.Option(help="folder for the run folders and reports")] = Path("runs"),
     quick: Annotated[bool, typer.Option(help="a smaller study (fewer epochs and test images), under a minute")] = False,
-    seeds: Annotated[int | None, typer.Option(min=1, help="seeds per condition (default 3)")] = None,
+    seeds: Annotated[int | None, typer.Option(min=1, help="seeds per condition (default 5, quick 3)")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="parallel runs (default: CPU cores, at most 4)")] = None,
 ) -> None:
     """Run the embedded study on scikit-learn's digits (brain data simulated) and write its report."""
     from brainalign.demo import run_demo
 
-    experiment_dir = run_demo(out, quick=quick, seeds=seeds)
+    experiment_dir = run_demo(out, quick=quick, seeds=seeds, workers=workers)
     typer.echo(f"wrote {experiment_dir / 'summary.json'} and {experiment_dir / 'report.md'}")
     typer.echo((experiment_dir / "report.md").read_text())
 
@@ -72,6 +73,87 @@ def list_(kind: Annotated[str, typer.Argument(help="datasets, models, regularize
         raise BrainAlignError(f"unknown kind {kind!r}; valid: {', '.join(ALL)}")
     for entry in ALL[kind].entries():
         typer.echo(f"{entry.name:24s} {entry.description}")
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Inspect or simulate neural recordings.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("inspect")
+def data_inspect(
+    path_or_name: Annotated[str, typer.Argument(help="a data set folder/file, or a simulated loader (sim_eeg, ...)")],
+    loader: Annotated[str | None, typer.Option(help="registered neural loader (default: detected from the files)")]
+    = None,
+    option: Annotated[list[str] | None, typer.Option("--option", help="loader option, e.g. --option split=test")]
+    = None,
+    ceilings: Annotated[bool, typer.Option(help="compute noise-ceiling summaries")] = True,
+    json_: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Stimuli, repetitions, neuroids, time bins, regions and noise ceilings of a recording."""
+    import json
+
+    from brainalign.neural import format_inspection, inspect_recording
+    from brainalign.study import parse_options
+
+    info = inspect_recording(path_or_name, loader=loader, ceilings=ceilings, **parse_options(option or []))
+    typer.echo(json.dumps(info, indent=2) if json_ else format_inspection(info))
+
+
+@data_app.command("simulate")
+def data_simulate(
+    kind: Annotated[str, typer.Argument(help="eeg, v1, it or fmri")],
+    out: Annotated[Path, typer.Option(help="folder to write the simulated data set into")],
+    format_: Annotated[str, typer.Option("--format", help="things_eeg2 (EEG only) or brainio")] = "things_eeg2",
+    seed: Annotated[int, typer.Option(min=0, help="simulation seed")] = 0,
+    option: Annotated[list[str] | None, typer.Option("--option", help="simulation option, e.g. n_stimuli=300")]
+    = None,
+) -> None:
+    """Write a SIMULATED recording in a published on-disk format (for trying loaders and pipelines)."""
+    from brainalign.neural import simulate_to_disk
+    from brainalign.study import parse_options
+
+    path = simulate_to_disk(kind, out, fmt=format_, seed=seed, **parse_options(option or []))
+    typer.echo(f"wrote simulated {kind} data: {path}")
+
+
+@app.command()
+def study(
+    experiment_dir: Annotated[Path, typer.Argument(help="folder of finished run folders (runs/<experiment>)")],
+    recording: Annotated[str, typer.Option(help="registered neural loader, e.g. sim_eeg (brainalign list neural)")],
+    path: Annotated[Path | None, typer.Option(help="the recording's files (real data sets only)")] = None,
+    layer: Annotated[list[str] | None, typer.Option("--layer", help="layer to measure; repeat for several "
+                                                    "(default: every layer the runs share)")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", help="loader option, e.g. --option n_stimuli=500")]
+    = None,
+    baseline: Annotated[str | None, typer.Option(help="baseline condition (default: 'baseline')")] = None,
+    attack: Annotated[str | None, typer.Option(help="attack key of the correlations (default: PGD-Linf)")] = None,
+    folds: Annotated[int, typer.Option(min=2, help="cross-validation folds of the predictivity")] = 5,
+    time_window: Annotated[tuple[float, float] | None, typer.Option(
+        help="START END in ms: time bins averaged into a run's predictivity (default: all)")] = None,
+    ceiling: Annotated[str | None, typer.Option(help="divide r by this noise ceiling (e.g. splithalf)")] = None,
+) -> None:
+    """Relate every run's neural predictivity to its robustness gain; writes study.json."""
+    from brainalign.study import format_study, parse_options, run_study
+
+    spec = {"name": recording, "path": None if path is None else str(path), "options": parse_options(option or [])}
+    result = run_study(experiment_dir, spec, layer or None, baseline=baseline, attack=attack, n_folds=folds,
+                       time_window_ms=time_window, ceiling=ceiling)
+    typer.echo(format_study(result))
+    typer.echo(f"wrote {experiment_dir / 'study.json'}")
+
+
+@app.command()
+def report(
+    experiment_dir: Annotated[Path, typer.Argument(help="folder of finished run folders (runs/<experiment>)")],
+    baseline: Annotated[str | None, typer.Option(help="baseline condition (default: 'baseline')")] = None,
+    attack: Annotated[str | None, typer.Option(help="headline attack key (default: the study's, else PGD-Linf)")]
+    = None,
+) -> None:
+    """Write report.html (self-contained), report.md and report.json from the run folders and study.json."""
+    from brainalign.reports import write_report
+
+    for path in write_report(experiment_dir, baseline=baseline, attack=attack).values():
+        typer.echo(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

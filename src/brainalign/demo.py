@@ -6,10 +6,16 @@ Everything runs offline on data that ships with the install. Brain data in the d
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from brainalign import results
 from brainalign.analysis import mean_ci
@@ -111,19 +117,39 @@ def write_report_md(summary: dict[str, Any], path: Path) -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
+def _train_one(config_dict: dict[str, Any]) -> tuple[str, int, float]:
+    """Worker: one run, single-threaded (the workers share the machine's cores)."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    config = parse_config(config_dict)
+    train(config, progress=False)
+    return config.name, config.seed, time.perf_counter() - start
+
+
 def run_demo(out_dir: str | Path = "runs", quick: bool = False, seeds: int | None = None,
-             progress: bool = True) -> Path:
+             workers: int | None = None, progress: bool = True) -> Path:
     """Run the embedded study and write ``summary.json`` and ``report.md``; returns the experiment folder.
 
-    Finished runs are skipped, so an interrupted demo resumes where it stopped.
+    Runs are spread over ``workers`` processes (default: one per CPU core, at most 4), each with one
+    thread. Finished runs are skipped, so an interrupted demo resumes where it stopped.
     """
     out_dir = Path(out_dir)
-    n_seeds = seeds or 3
+    n_seeds = seeds or (3 if quick else 5)
     configs = [condition_config(c, s, out_dir, quick) for c in CONDITIONS for s in range(n_seeds)]
-    for i, config in enumerate(configs, 1):
-        if progress:
-            print(f"[{i}/{len(configs)}] {config.name} seed {config.seed}", file=sys.stderr)
-        train(config, progress=progress)
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers == 1:
+        done = map(_train_one, [c.to_dict() for c in configs])
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        futures = [pool.submit(_train_one, c.to_dict()) for c in configs]
+        done = (f.result() for f in as_completed(futures))
+    try:
+        for i, (name, seed, seconds) in enumerate(done, 1):
+            if progress:
+                print(f"[{i}/{len(configs)}] {name} seed {seed}: {seconds:.1f} s", file=sys.stderr)
+    finally:
+        if workers > 1:
+            pool.shutdown(cancel_futures=True)
     experiment_dir = out_dir / experiment_name(quick)
     summary = summarize(experiment_dir)
     write_json(experiment_dir / "summary.json", summary)
