@@ -40,13 +40,57 @@ def train(
     config: Annotated[Path, typer.Argument(help="YAML run configuration (see configs/)")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="override, e.g. --set train.epochs=5")] = None,
     evaluate: Annotated[bool, typer.Option(help="evaluate after training")] = True,
+    distributed: Annotated[bool, typer.Option(
+        "--distributed", help="data-parallel over --nproc-per-node processes (torchrun; gloo on CPU, nccl on GPU)")
+    ] = False,
+    nproc_per_node: Annotated[int, typer.Option("--nproc-per-node", min=1, help="processes for --distributed")] = 2,
 ) -> None:
     """Train (or resume) one run and evaluate it."""
-    from brainalign.config import load_config
-    from brainalign.train import train as train_run
+    if distributed:
+        from brainalign.distributed import launch
 
-    run_dir = train_run(load_config(config, set_ or []), evaluate=evaluate)
+        run_dir = launch(config, set_ or [], nproc_per_node=nproc_per_node, evaluate=evaluate)
+    else:
+        from brainalign.config import load_config
+        from brainalign.train import train as train_run
+
+        run_dir = train_run(load_config(config, set_ or []), evaluate=evaluate)
     typer.echo(f"run folder: {run_dir}")
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="sweep YAML: base config, grid/random fields, name_template "
+                                                "(see configs/sweep_*.yaml)")],
+    address: Annotated[str | None, typer.Option(
+        help="join a Ray cluster: host:port, ray://host:port or auto (default: a local Ray on this machine)")] = None,
+) -> None:
+    """Run a grid/random sweep on Ray Tune; re-running skips finished trials and resumes interrupted ones."""
+    from brainalign.sweep import RESULT, run_sweep
+
+    result = run_sweep(config, address=address)
+    for trial in result.trials:
+        typer.echo(f"{trial.status:9s} {trial.run_dir}" + (f"  ({trial.error})" if trial.error else ""))
+    for row in result.selection or []:
+        ratios = f"clean {row.get('clean_ratio')}, robust {row.get('robust_ratio')}"
+        typer.echo(f"accepted={row['accepted']!s:5s} {row['setting']} ({ratios})")
+    typer.echo(f"sweep folder: {result.experiment_dir}")
+    if result.failed:
+        raise BrainAlignError(f"{len(result.failed)} trial(s) failed; see {result.experiment_dir / RESULT}")
+
+
+@app.command()
+def leaderboard(
+    root: Annotated[Path, typer.Argument(help="a folder above run folders (an experiment folder or out_dir)")],
+    out: Annotated[Path | None, typer.Option(help="output folder (default: ROOT/leaderboard)")] = None,
+    threat_model: Annotated[str | None, typer.Option(help="Linf or L2 for every model (default: per model)")] = None,
+    eps: Annotated[float | None, typer.Option(help="headline strength (default: the largest all models ran)")] = None,
+) -> None:
+    """Aggregate run folders: Parquet table, RobustBench-style JSON per model, sortable HTML page."""
+    from brainalign.leaderboard import build_leaderboard
+
+    folder = build_leaderboard(root, out, threat_model=threat_model, eps=eps)
+    typer.echo(f"wrote {folder / 'leaderboard.html'}, {folder / 'leaderboard.parquet'} and {folder / 'model_info'}/")
 
 
 @app.command()
@@ -62,6 +106,10 @@ def evaluate(
     for key, entry in result["robustness"].items():
         accs = " ".join(f"{a:.3f}" for a in entry["accuracy"])
         typer.echo(f"{key:40s} {accs}")
+    if result.get("reliable") is False:
+        typer.echo("UNRELIABLE: " + "; ".join(result["selfchecks"]["reasons"]))
+    else:
+        typer.echo("self-checks passed")
 
 
 @app.command("list")

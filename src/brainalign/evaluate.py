@@ -12,33 +12,63 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from brainalign import results
-from brainalign.attacks import check_inputs
+from brainalign.attacks import check_attack, check_inputs
+from brainalign.attacks.corruptions import CORRUPTIONS
 from brainalign.config import AttackSpec
 from brainalign.errors import ConfigError
 from brainalign.io import load_checkpoint, save_checkpoint
 from brainalign.registry import ATTACKS
+from brainalign.robustness import minimal_curve, run_selfchecks
+from brainalign.robustness.metrics import auc
 from brainalign.train import generator, load_trained_model
 
 # Strength grids in native [0, 1] pixel units (the 8x8 digits have 17 grey levels, 1/16 apart).
 LINF_EPS = [0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3]
 L2_EPS = [0.0, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0]
 
+NOISE_SIGMA = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5]  # Attias et al.: MNIST 0..0.5
+SEVERITIES = [0, 1, 2, 3, 4, 5]
+# Semantic attacks (Hsiung et al. 2023 ranges at the top of each grid); hue, saturation and recolor are
+# dropped for grayscale data (undefined there), see suite_specs.
+SEMANTIC = [
+    AttackSpec(name="rotation", eps=[0.0, 5.0, 10.0, 20.0, 30.0]),
+    AttackSpec(name="brightness", eps=[0.0, 0.1, 0.2, 0.3]),
+    AttackSpec(name="contrast", eps=[0.0, 0.15, 0.3, 0.5]),
+    AttackSpec(name="hue", eps=[0.0, 0.5, 1.0, 2.0, 3.14159]),
+    AttackSpec(name="saturation", eps=[0.0, 0.15, 0.3, 0.5]),
+    AttackSpec(name="recolor", eps=[0.0, 0.03, 0.06, 0.1]),
+    AttackSpec(name="caa", eps=[0.0, 0.5, 1.0], params={"order": "scheduled"}),
+]
+NOISE = [
+    AttackSpec(name="noise_gaussian", eps=NOISE_SIGMA),
+    AttackSpec(name="noise_uniform", eps=NOISE_SIGMA[:5]),
+    AttackSpec(name="noise_salt_pepper", eps=[0.0, 0.02, 0.05, 0.1, 0.2]),
+]
+
 SUITES: dict[str, list[AttackSpec]] = {
     "quick": [
         AttackSpec(name="fgsm", eps=LINF_EPS),
         AttackSpec(name="pgd_linf", eps=LINF_EPS, params={"steps": 10}),
         AttackSpec(name="pgd_l2", eps=L2_EPS, params={"steps": 10}),
+        AttackSpec(name="noise_gaussian", eps=NOISE_SIGMA),
     ],
     "standard": [
         AttackSpec(name="fgsm", eps=LINF_EPS),
         AttackSpec(name="pgd_linf", eps=LINF_EPS, params={"steps": 20}),
         AttackSpec(name="pgd_linf", eps=LINF_EPS, params={"steps": 50, "restarts": 2}),
         AttackSpec(name="pgd_l2", eps=L2_EPS, params={"steps": 20}),
+        # The headline white-box number when full AutoAttack is too slow: APGD-CE and APGD-T.
+        AttackSpec(name="apgd_ce_linf", eps=LINF_EPS),
+        AttackSpec(name="apgd_t_linf", eps=LINF_EPS),
+        AttackSpec(name="cw_l2", eps=L2_EPS),
+        AttackSpec(name="square_linf", eps=[0.0, 0.05, 0.1, 0.2], params={"n_queries": 1000}),
+        AttackSpec(name="boundary", eps=L2_EPS, params={"steps": 1000}),
+        *NOISE,
+        *SEMANTIC,
     ],
     "full": [
         AttackSpec(name="fgsm", eps=LINF_EPS),
@@ -46,23 +76,32 @@ SUITES: dict[str, list[AttackSpec]] = {
         AttackSpec(name="pgd_linf", eps=LINF_EPS, params={"steps": 100, "restarts": 5}),
         AttackSpec(name="pgd_l2", eps=L2_EPS, params={"steps": 20}),
         AttackSpec(name="pgd_l2", eps=L2_EPS, params={"steps": 100, "restarts": 5}),
+        AttackSpec(name="autoattack_linf", eps=LINF_EPS),
+        AttackSpec(name="autoattack_l2", eps=L2_EPS),
+        AttackSpec(name="apgd_ce_linf", eps=LINF_EPS),
+        AttackSpec(name="apgd_t_linf", eps=LINF_EPS),
+        AttackSpec(name="cw_l2", eps=L2_EPS),
+        AttackSpec(name="square_linf", eps=LINF_EPS),
+        AttackSpec(name="square_l2", eps=L2_EPS),
+        AttackSpec(name="boundary", eps=L2_EPS),
+        AttackSpec(name="hsj_l2", eps=L2_EPS),
+        *NOISE,
+        *[AttackSpec(name=f"corruption_{c}", eps=SEVERITIES) for c in CORRUPTIONS],
+        *SEMANTIC,
+        AttackSpec(name="caa", eps=[0.0, 0.5, 1.0], params={"order": "random"}),
     ],
 }
 
 
-def suite_specs(suite: str) -> list[AttackSpec]:
+def suite_specs(suite: str, channels: int | None = None) -> list[AttackSpec]:
+    """The suite's attacks; for ``channels`` != 3, without the colour attacks (undefined on grayscale)."""
     try:
-        return [s.model_copy(deep=True) for s in SUITES[suite]]
+        specs = [s.model_copy(deep=True) for s in SUITES[suite]]
     except KeyError:
         raise ConfigError(f"unknown suite {suite!r}; valid: {', '.join(SUITES)}") from None
-
-
-def validate_spec(spec: AttackSpec) -> None:
-    """Unknown attacks and out-of-range strengths fail before anything runs."""
-    info = ATTACKS.info(spec.name)
-    limit = getattr(info, "max_strength", None)
-    if limit is not None and max(spec.eps) > limit:
-        raise ConfigError(f"{spec.name}: {info.parameter} must be in [0, {limit}], got {max(spec.eps)}")
+    if channels is not None and channels != 3:
+        specs = [s for s in specs if not ATTACKS.info(s.name).requires_color]
+    return specs
 
 
 def attack_flags(
@@ -80,23 +119,21 @@ def attack_flags(
     return torch.cat(flags)
 
 
-def auc(eps: list[float], accuracy: list[float]) -> float:
-    """Area under the accuracy-versus-strength curve, normalised by the strength range (trapezoids)."""
-    e, a = np.asarray(eps, dtype=float), np.asarray(accuracy, dtype=float)
-    span = e.max() - e.min()
-    return float(np.trapezoid(a, e) / span) if span > 0 else float(a.mean())
-
-
 def run_attack(
     model, x, y, spec: AttackSpec, seed: int, batch_size: int, flags_out: dict[str, torch.Tensor]
 ) -> dict[str, Any]:
     info = ATTACKS.info(spec.name)
+    extra: dict[str, Any] = {}
+    if info.minimal_perturbation:  # one minimisation serves every budget (and gives the median distances)
+        per_eps, extra = minimal_curve(model, spec.name, x, y, spec.eps, params=spec.params,
+                                       generator=generator(seed, spec.key), batch_size=batch_size)
+    else:
+        per_eps = [attack_flags(model, x, y, spec, strength, seed, batch_size) for strength in spec.eps]
     accs = []
-    for strength in spec.eps:
-        flags = attack_flags(model, x, y, spec, strength, seed, batch_size)
+    for strength, flags in zip(spec.eps, per_eps, strict=True):
         flags_out[f"{spec.key}@{strength:g}"] = flags.to(torch.uint8)
         accs.append(float(flags.float().mean()))
-    return {
+    return {**extra, **({"label": info.label} if info.label else {}),
         "attack": spec.name,
         "family": info.family,
         "norm": info.norm,
@@ -121,13 +158,13 @@ def evaluate_run(
     run_dir = Path(run_dir)
     result = results.read_result(run_dir)
     config, data, model = load_trained_model(run_dir)
-    specs = attacks or config.eval.attacks or suite_specs(suite or config.eval.suite)
+    specs = attacks or config.eval.attacks or suite_specs(suite or config.eval.suite, data.in_channels)
     if suite is not None and attacks is None:
-        specs = suite_specs(suite)
-    for spec in specs:
-        validate_spec(spec)
+        specs = suite_specs(suite, data.in_channels)
     n = n_examples or config.eval.n_examples or len(data.test)
     x, y = data.test.images[:n], data.test.labels[:n]
+    for spec in specs:
+        check_attack(spec.name, spec.eps, spec.params, image_shape=tuple(x.shape[1:]))
     check_inputs(model, x, y, data.num_classes)
     robustness = result.setdefault("robustness", {})
     flags_path = run_dir / results.FLAGS
@@ -143,5 +180,11 @@ def evaluate_run(
     ):
         robustness[spec.key] = run_attack(model, x, y, spec, config.seed, config.eval.batch_size, flags)
         save_checkpoint(flags_path, flags, {"format": "brainalign-flags"})
+        results.write_result(run_dir, result)
+    if todo or "selfchecks" not in result:
+        # Gradient masking, weak attacks, stochastic models without EOT: any failure marks the result unreliable.
+        result["selfchecks"] = run_selfchecks(model, x, y, robustness, num_classes=data.num_classes,
+                                              seed=config.seed, batch_size=config.eval.batch_size)
+        result["reliable"] = result["selfchecks"]["reliable"]
         results.write_result(run_dir, result)
     return result

@@ -76,6 +76,10 @@ class ThreatModel(ABC):
     def distance(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         ...
 
+    def projector(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``project(., x)`` with whatever depends only on x computed once (for attack loops)."""
+        return lambda x_adv: self.project(x_adv, x)
+
 
 def _flat_norm(v: torch.Tensor) -> torch.Tensor:
     """Per-example L2 norm, shaped to broadcast against v."""
@@ -91,11 +95,15 @@ class LinfBall(ThreatModel):
             raise ConfigError(f"Linf eps must be in [0, 1] (pixel units), got {eps}")
 
     def project(self, x_adv, x):
-        # Same arithmetic as torchattacks (clip the difference, add back): bit-identical steps, two fewer ops.
-        return torch.clamp(x + torch.clamp(x_adv - x, -self.eps, self.eps), 0.0, 1.0)
+        return self.projector(x)(x_adv)
+
+    def projector(self, x):
+        # The ball intersected with [0, 1] is the box [max(x - eps, 0), min(x + eps, 1)]: one clamp per step.
+        low, high = (x - self.eps).clamp_(min=0.0), (x + self.eps).clamp_(max=1.0)
+        return lambda x_adv: torch.clamp(x_adv, low, high)
 
     def step(self, x_adv, grad, step_size):
-        return x_adv + step_size * grad.sign()
+        return torch.add(x_adv, grad.sign(), alpha=step_size)
 
     def random_init(self, x, generator):
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -230,7 +238,8 @@ def global_rng_from(generator: torch.Generator | None, device: torch.device | st
     generator seed gives the same result, and the caller's global random state is left untouched.
     Yields the seed drawn (None when ``generator`` is None: then nothing is seeded).
     """
-    seed = None if generator is None else int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    seed = None if generator is None else int(torch.randint(0, 2**31 - 1, (1,), generator=generator,
+                                                            device=generator.device))
     device = torch.device(device)
     devices = [device.index or 0] if device.type == "cuda" else []
     np_state, py_state = np.random.get_state(), random.getstate()

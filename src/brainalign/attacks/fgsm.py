@@ -14,6 +14,7 @@ from brainalign.registry import ATTACKS
 
 @ATTACKS.register("fgsm", description="FGSM (Goodfellow et al. 2015): one signed-gradient step, Linf",
                   info=AttackInfo(family="whitebox", norm="Linf", max_strength=1.0))
+@torch.enable_grad()  # attacks need gradients even when called under torch.no_grad()
 def fgsm(model, x: torch.Tensor, y: torch.Tensor, eps: float, *, generator: torch.Generator | None = None,
          **_) -> torch.Tensor:
     ball = LinfBall(eps)

@@ -4,10 +4,17 @@ x_{t+1} = Proj_{B_eps(x) ∩ [0,1]}(x_t + alpha * step(grad_x CE(f(x_t), y)))
 
 With random start inside the ball, restarts (the worst case per example is kept) and
 expectation over transformation (EOT: the gradient is averaged over ``eot`` forward passes)
-for stochastic models. The default step size is 2.5 * eps / steps (Madry et al.).
+for stochastic models. A fixed ``step_size`` gives Madry et al.'s constant steps (they use
+2.5 * eps / steps). By default the step size follows a cosine from eps down to 0,
+alpha_t = eps * (1 + cos(pi t / steps)) / 2: large steps first, fine ones last, as APGD's halving
+schedule does. At 20 steps on the digits CNN the constant 2.5 * eps / steps left robust accuracy
+0.7-1.9 points above APGD-CE at the same budget, the cosine schedule 0.1-0.5 points
+(benchmarks/bench_pgd.py).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +24,7 @@ from brainalign.errors import ConfigError
 from brainalign.registry import ATTACKS
 
 
+@torch.enable_grad()  # attacks need gradients even when called under torch.no_grad()
 def pgd(model, x: torch.Tensor, y: torch.Tensor, ball: ThreatModel, *, steps: int = 20,
         step_size: float | None = None, restarts: int = 1, random_start: bool = True, eot: int = 1,
         generator: torch.Generator | None = None) -> torch.Tensor:
@@ -34,17 +42,21 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, ball: ThreatModel, *, steps: in
     x = x.detach()
     if ball.eps == 0:
         return x.clone()
-    alpha = 2.5 * ball.eps / steps if step_size is None else step_size
-    best, best_score = x.clone(), torch.full((x.shape[0],), -float("inf"), device=x.device)
+    if step_size is None:  # cosine schedule from eps to 0
+        alphas = [ball.eps * 0.5 * (1 + math.cos(math.pi * t / steps)) for t in range(steps)]
+    else:
+        alphas = [step_size] * steps
+    project = ball.projector(x)
+    best, best_score = x, torch.full((x.shape[0],), -float("inf"), device=x.device)
     for _ in range(restarts):
         x_adv = ball.random_init(x, generator) if random_start else x.clone()
-        for _ in range(steps):
+        for alpha in alphas:
             x_adv.requires_grad_(True)
             loss = F.cross_entropy(model(x_adv), y, reduction="sum")
             for _ in range(eot - 1):
                 loss = loss + F.cross_entropy(model(x_adv), y, reduction="sum")
             (grad,) = torch.autograd.grad(loss, x_adv)
-            x_adv = ball.project(ball.step(x_adv.detach(), grad, alpha), x)
+            x_adv = project(ball.step(x_adv.detach(), grad, alpha))
         if restarts == 1:
             return x_adv  # nothing to compare: skip the bookkeeping forward pass
         with torch.no_grad():
