@@ -1,0 +1,186 @@
+"""Finished run folders read back for analysis: result.json, per-example flags, roles and baselines.
+
+A *condition* is a run's ``name`` (one arm of a study); its runs differ by seed. Each condition has a
+*role*, read from its result.json:
+
+- ``baseline``: the reference arm (by default the condition named ``baseline``, else the only condition
+  without regularizers or defences);
+- ``defence``: trains with a defence (adversarial training, TRADES, noise augmentation): a robustness
+  reference, not a brain-inspired method;
+- ``control``: a control regularizer (decorrelation, pixel_continuous, ...) or a data-driven regularizer
+  with shuffled or random targets;
+- ``regularizer``: a brain-inspired regularizer with its real targets;
+- ``other``: neither regularizers nor defences, but not the baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brainalign import results
+from brainalign.errors import DataError
+
+ROLES = ("baseline", "regularizer", "control", "defence", "other")
+
+
+def flag_key(attack_key: str, eps: float) -> str:
+    """The name of one attack strength's per-example outcomes in flags.safetensors (as evaluate writes it)."""
+    return f"{attack_key}@{float(eps):g}"
+
+
+@dataclass
+class Run:
+    """One finished run folder: its result.json and, loaded on first use, its per-example flags."""
+
+    path: Path
+    result: dict[str, Any]
+    _flags: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.result.get("name", self.path.name.split("__seed")[0]))
+
+    @property
+    def seed(self) -> int:
+        return int(self.result.get("seed", 0))
+
+    @property
+    def robustness(self) -> dict[str, dict[str, Any]]:
+        return self.result.get("robustness") or {}
+
+    @property
+    def regularizers(self) -> list[dict[str, Any]]:
+        return list(self.result.get("regularizers") or [])
+
+    @property
+    def defences(self) -> list[dict[str, Any]]:
+        return list(self.result.get("defences") or [])
+
+    @property
+    def simulated(self) -> bool:
+        """Whether any data this run trained with were simulated (result.json or its targets say so)."""
+        targets = self.result.get("regularization_targets") or []
+        return bool(self.result.get("simulated_data")) or any(
+            isinstance(t, dict) and t.get("simulated") for t in targets)
+
+    @property
+    def flags(self) -> dict[str, np.ndarray]:
+        """Per-example outcomes (True = still correct) keyed ``"<attack key>@<eps>"``; empty if not saved."""
+        if self._flags is None:
+            path = self.path / results.FLAGS
+            if path.exists():
+                from brainalign.io import load_checkpoint
+
+                tensors, _ = load_checkpoint(path)
+                self._flags = {k: v.numpy().astype(bool) for k, v in tensors.items()}
+            else:
+                self._flags = {}
+        return self._flags
+
+    def outcomes(self, attack_key: str, eps: float) -> np.ndarray | None:
+        return self.flags.get(flag_key(attack_key, eps))
+
+    def curve(self, attack_key: str) -> tuple[list[float], list[float]] | None:
+        """(eps, accuracy) of one attack, or None when this run was not attacked with it."""
+        entry = self.robustness.get(attack_key)
+        if not entry or not entry.get("eps"):
+            return None
+        return [float(e) for e in entry["eps"]], [float("nan") if a is None else float(a) for a in entry["accuracy"]]
+
+
+def load_runs(source: str | Path | Iterable[Run]) -> list[Run]:
+    """The finished runs of an experiment folder (or a list of ``Run`` as it is), sorted by name and seed."""
+    if not isinstance(source, (str, Path)):
+        runs = list(source)
+        if not runs:
+            raise DataError("no runs given")
+        return runs
+    root = Path(source)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    runs = [Run(path, results.read_result(path)) for path in results.find_runs(root)]
+    if not runs:
+        raise DataError(f"{root}: no finished runs (no run folder with a result.json below it); "
+                        f"train some first with `brainalign train` or `brainalign demo`")
+    return sorted(runs, key=lambda r: (r.name, r.seed, str(r.path)))
+
+
+def by_condition(runs: Iterable[Run]) -> dict[str, list[Run]]:
+    """Runs grouped by condition name, each group sorted by seed; conditions in first-seen order."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.name, []).append(run)
+    return {name: sorted(group, key=lambda r: r.seed) for name, group in groups.items()}
+
+
+def _is_control_regularizer(name: str) -> bool:
+    from brainalign.registry import REGULARIZERS
+
+    try:
+        return bool(getattr(REGULARIZERS.info(name), "is_control", False))
+    except Exception:  # a regularizer this installation does not know: judge by its spec only
+        return False
+
+
+def role(run: Run, baseline: str | None) -> str:
+    """The role of a run's condition (see the module docstring)."""
+    if baseline is not None and run.name == baseline:
+        return "baseline"
+    if run.defences:
+        return "defence"
+    regs = run.regularizers
+    if not regs:
+        return "other"
+    if any(r.get("control", "none") != "none" or _is_control_regularizer(str(r.get("name"))) for r in regs):
+        return "control"
+    return "regularizer"
+
+
+def find_baseline(runs: Iterable[Run], baseline: str | None = None) -> str | None:
+    """The baseline condition: ``baseline`` if given (it must exist), else the condition named "baseline",
+    else the only condition with neither regularizers nor defences; None when there is no such condition."""
+    groups = by_condition(runs)
+    if baseline is not None:
+        if baseline not in groups:
+            raise DataError(f"baseline condition {baseline!r} has no finished runs; conditions: {', '.join(groups)}")
+        return baseline
+    if "baseline" in groups:
+        return "baseline"
+    plain = [name for name, group in groups.items() if not group[0].regularizers and not group[0].defences]
+    return plain[0] if len(plain) == 1 else None
+
+
+def attack_keys(runs: Iterable[Run]) -> list[str]:
+    """Every attack key found in any run, in first-seen order."""
+    keys: dict[str, None] = {}
+    for run in runs:
+        keys.update(dict.fromkeys(run.robustness))
+    return list(keys)
+
+
+_PREFERRED = ("pgd_linf", "pgd_l2", "fgsm")
+
+
+def headline_attack(runs: Iterable[Run], attack: str | None = None) -> str | None:
+    """The attack key a summary leads with: ``attack`` if given (it must exist), else the PGD-Linf key with
+    the most steps, else PGD-L2, else FGSM, else the first key; None if no run was attacked."""
+    runs = list(runs)
+    keys = attack_keys(runs)
+    if attack is not None:
+        if attack not in keys:
+            raise DataError(f"attack {attack!r} is in no run's result.json; attacks: {', '.join(keys) or 'none'}")
+        return attack
+    if not keys:
+        return None
+    entries = {k: next(r.robustness[k] for r in runs if k in r.robustness) for k in keys}
+    for name in _PREFERRED:
+        matching = [k for k in keys if entries[k].get("attack", k.split("[")[0]) == name]
+        if matching:
+            return max(matching, key=lambda k: (int((entries[k].get("params") or {}).get("steps", 0) or 0),
+                                                -keys.index(k)))
+    return keys[0]

@@ -1,0 +1,176 @@
+"""Everything a report shows, gathered from run folders and study.json into one JSON-ready dict.
+
+Reads only files (result.json, flags.safetensors, study.json); never trains or attacks. Pieces that were
+not computed (no study, no self-checks, no strong attack, no matched controls) are entries with
+``"computed": False`` and the reason, so that the renderers can say "not computed" instead of failing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brainalign import __version__
+from brainalign.analysis.comparisons import paired_tests, run_gain, strong_attack_check, structure_specific_gains
+from brainalign.analysis.runs import Run, attack_keys, by_condition, find_baseline, headline_attack, load_runs, role
+from brainalign.analysis.stats import mean_ci, nanmean
+from brainalign.errors import BrainAlignError
+from brainalign.io import read_json
+
+SCHEMA_VERSION = 1
+STUDY = "study.json"
+# Where evaluation writes the output of brainalign.robustness.run_selfchecks in result.json.
+SELF_CHECK_KEYS = ("selfchecks", "self_checks")
+
+
+def self_checks(run: Run) -> dict[str, Any] | None:
+    """The run's self-check summary {"reliable", "reasons", "checks"}, or None when none were run."""
+    for key in SELF_CHECK_KEYS:
+        value = run.result.get(key)
+        if isinstance(value, dict) and "reliable" in value:
+            return value
+    return None
+
+
+def _curves(groups: dict[str, list[Run]], key: str, level: float) -> dict[str, Any]:
+    """Mean accuracy and CI over seeds per strength, per condition, for one attack."""
+    grid: set[float] = set()
+    entry: dict[str, Any] = {}
+    for group in groups.values():
+        for run in group:
+            curve = run.curve(key)
+            if curve:
+                grid |= set(curve[0])
+                entry = entry or run.robustness[key]
+    eps = sorted(grid)
+    out = {"eps": eps, "family": entry.get("family"), "norm": entry.get("norm"), "attack": entry.get("attack"),
+           "conditions": {}}
+    for name, group in groups.items():
+        curves = [c for c in (r.curve(key) for r in group) if c]
+        if not curves:
+            continue
+        cis = [mean_ci([c[1][c[0].index(e)] for c in curves if e in c[0]], level) for e in eps]
+        out["conditions"][name] = {"mean": [c["mean"] for c in cis], "low": [c["low"] for c in cis],
+                                   "high": [c["high"] for c in cis], "n": len(curves)}
+    return out
+
+
+def _robust_accuracy(run: Run, key: str, high: list[float]) -> float:
+    curve = run.curve(key)
+    if curve is None or not high:
+        return float("nan")
+    return nanmean([curve[1][curve[0].index(e)] for e in high if e in curve[0]])
+
+
+def _high(runs: list[Run], key: str | None) -> list[float]:
+    from brainalign.robustness.metrics import high_strengths
+
+    if key is None:
+        return []
+    grid = sorted({e for r in runs if r.curve(key) for e in r.curve(key)[0]})
+    return high_strengths(grid) if any(e > 0 for e in grid) else []
+
+
+def _not_computed(reason: str, **extra) -> dict[str, Any]:
+    return {"computed": False, "reason": reason, **extra}
+
+
+def _safe(fn, *args, **kwargs) -> dict[str, Any]:
+    try:
+        out = fn(*args, **kwargs)
+    except BrainAlignError as exc:
+        return _not_computed(str(exc))
+    out.setdefault("computed", True)
+    return out
+
+
+def _study(experiment_dir: Path) -> dict[str, Any]:
+    path = experiment_dir / STUDY
+    if not path.exists():
+        return _not_computed(f"no {STUDY}: run `brainalign study {experiment_dir} --recording NAME` first")
+    try:
+        study = read_json(path)
+    except BrainAlignError as exc:
+        return _not_computed(str(exc))
+    study["computed"] = True
+    return study
+
+
+def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, attack: str | None = None,
+                   level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The content of report.json for an experiment folder (see the module docstring)."""
+    experiment_dir = Path(experiment_dir)
+    runs = load_runs(experiment_dir)
+    groups = by_condition(runs)
+    base = find_baseline(runs, baseline)
+    study = _study(experiment_dir)
+    if attack is None and study.get("computed"):
+        attack = (study.get("settings") or {}).get("attack")
+        attack = attack if attack in attack_keys(runs) else None
+    key = headline_attack(runs, attack)
+    high = _high(runs, key)
+
+    checks = {str(r.path.relative_to(experiment_dir)): self_checks(r) for r in runs}
+    conditions = []
+    for name, group in groups.items():
+        run_checks = [(r, self_checks(r)) for r in group]
+        ran = [(r, c) for r, c in run_checks if c is not None]
+        reasons = [f"seed {r.seed}: {reason}" for r, c in ran for reason in c.get("reasons", [])]
+        gains = [run_gain(r, groups[base], key)["gain"] for r in group] if base and key else []
+        conditions.append({
+            "name": name, "role": role(group[0], base), "n_seeds": len(group), "seeds": [r.seed for r in group],
+            "regularizers": group[0].regularizers, "defences": group[0].defences,
+            "clean_accuracy": mean_ci([r.result.get("clean_accuracy", float("nan")) for r in group], level),
+            "robust_accuracy": mean_ci([_robust_accuracy(r, key, high) for r in group], level),
+            "gain": mean_ci(gains, level),
+            "self_checks": "not computed" if not ran else ("unreliable" if reasons or
+                                                            any(not c["reliable"] for _, c in ran) else "passed"),
+            "n_checked": len(ran), "reasons": reasons, "simulated": any(r.simulated for r in group),
+        })
+
+    diagnostics = []
+    for name, group in groups.items():
+        for target in group[0].result.get("regularization_targets") or []:
+            if isinstance(target, dict) and target:
+                diagnostics.append({"condition": name, "regularizer": target.get("name"),
+                                    "control": target.get("control", "none"),
+                                    "simulated": bool(target.get("simulated")),
+                                    "description": target.get("description", ""),
+                                    "diagnostics": target.get("diagnostics")})
+
+    simulated_conditions = [c["name"] for c in conditions if c["simulated"]]
+    study_simulated = bool(study.get("computed") and (study.get("recording") or {}).get("simulated"))
+    curves = {k: _curves(groups, k, level) for k in attack_keys(runs)}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "experiment": experiment_dir.name,
+        "package_version": __version__,
+        "git_commits": sorted({str(r.result.get("git_commit")) for r in runs if r.result.get("git_commit")}),
+        "n_runs": len(runs),
+        "baseline": base,
+        "simulated": {"any": bool(simulated_conditions or study_simulated), "conditions": simulated_conditions,
+                      "study_recording": study_simulated},
+        "headline": {"attack": key, "high_eps": high, "level": level,
+                     "robust_accuracy": "accuracy averaged over the high-epsilon strengths of the headline attack"},
+        "conditions": conditions,
+        "runs": [{"run": p, "reliable": None if c is None else bool(c.get("reliable")),
+                  "reasons": [] if c is None else list(c.get("reasons", []))} for p, c in checks.items()],
+        "self_checks": {"computed": any(c is not None for c in checks.values()),
+                        "reason": "no run has self-check results in its result.json"},
+        "curves": curves,
+        "paired_tests": _safe(paired_tests, runs, baseline=base, attacks=[key] if key else None, n_boot=n_boot,
+                              level=level, seed=seed) if base and key else
+        _not_computed("no baseline condition" if not base else "no attack results"),
+        "structure_specific": _safe(structure_specific_gains, runs, attack=key, baseline=base, n_boot=n_boot,
+                                    level=level, seed=seed) if key else _not_computed("no attack results"),
+        "strong_attack": _safe(strong_attack_check, runs, key, baseline=base) if key else
+        _not_computed("no attack results"),
+        "target_diagnostics": diagnostics,
+        "study": study,
+    }
+
+
+def finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and bool(np.isfinite(x))

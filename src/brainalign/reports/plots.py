@@ -1,0 +1,255 @@
+"""The report's figures, drawn with matplotlib's Agg backend into PNG bytes (embedded as base64 in HTML).
+
+Each function takes parts of the collected report (``brainalign.reports.collect``) and returns PNG bytes,
+or None when there is nothing to draw. Colours follow a condition's role: the baseline black, defences
+(robustness references) red, controls grey, regularizers the default colour cycle.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+ROLE_STYLE = {
+    "baseline": {"color": "black", "marker": "s", "linestyle": "-"},
+    "defence": {"color": "#d62728", "marker": "*", "linestyle": "--"},
+    "control": {"color": "#7f7f7f", "marker": "v", "linestyle": ":"},
+    "other": {"color": "#8c564b", "marker": "D", "linestyle": "-."},
+}
+_CYCLE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#bcbd22", "#e377c2"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and bool(np.isfinite(x))
+
+
+def _arr(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def styles(conditions: Sequence[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """A colour, marker and line style per condition name, by role."""
+    out, k = {}, 0
+    for c in conditions:
+        style = ROLE_STYLE.get(c["role"])
+        if style is None:
+            style = {"color": _CYCLE[k % len(_CYCLE)], "marker": "o", "linestyle": "-"}
+            k += 1
+        out[c["name"]] = dict(style)
+    return out
+
+
+def accuracy_curves(key: str, curves: dict[str, Any], style: dict[str, dict[str, str]],
+                    high_eps: Sequence[float] = ()) -> bytes | None:
+    """Accuracy versus strength for one attack: mean over seeds per condition with its 95% CI band."""
+    if not curves["conditions"]:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    eps = np.asarray(curves["eps"], dtype=float)
+    if len(high_eps):
+        ax.axvspan(min(high_eps), max(high_eps), color="#fff3cd", alpha=0.6, lw=0, label="high-eps range")
+    for name, c in curves["conditions"].items():
+        s = style.get(name, {"color": "C0", "marker": "o", "linestyle": "-"})
+        mean, low, high = _arr(c["mean"]), _arr(c["low"]), _arr(c["high"])
+        ax.plot(eps, mean, color=s["color"], marker=s["marker"], linestyle=s["linestyle"], ms=4,
+                label=f"{name} (n={c['n']})")
+        ok = np.isfinite(low) & np.isfinite(high)
+        if ok.any():
+            ax.fill_between(eps, np.where(ok, low, mean), np.where(ok, high, mean), color=s["color"], alpha=0.15,
+                            lw=0)
+    ax.set_xlabel(f"strength ({curves.get('norm') or 'native'} eps, [0, 1] pixel units)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(key)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _png(fig)
+
+
+def clean_robust_plane(conditions: Sequence[dict[str, Any]], style: dict[str, dict[str, str]],
+                       attack: str | None) -> bytes | None:
+    """Clean versus robust accuracy, one point per condition (mean and 95% CI over seeds); defences starred."""
+    points = [c for c in conditions if _finite(c["clean_accuracy"].get("mean"))
+              and _finite(c["robust_accuracy"].get("mean"))]
+    if not points:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.0, 5.0))
+    for c in points:
+        s = style[c["name"]]
+        x, y = c["clean_accuracy"], c["robust_accuracy"]
+        xerr = [[x["mean"] - x["low"]], [x["high"] - x["mean"]]] if _finite(x.get("low")) else None
+        yerr = [[y["mean"] - y["low"]], [y["high"] - y["mean"]]] if _finite(y.get("low")) else None
+        defence = c["role"] == "defence"
+        ax.errorbar(x["mean"], y["mean"], xerr=xerr, yerr=yerr, fmt=s["marker"], color=s["color"],
+                    ms=14 if defence else 7, capsize=3, label=f"{c['name']} ({c['role']})")
+        ax.annotate(c["name"], (x["mean"], y["mean"]), textcoords="offset points", xytext=(6, 6), fontsize=8,
+                    fontweight="bold" if defence else "normal", color=s["color"])
+    ax.plot([0, 1], [0, 1], color="#cccccc", lw=1, zorder=0)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("clean accuracy")
+    ax.set_ylabel(f"robust accuracy (high-eps mean, {attack})")
+    ax.set_title("clean versus robust accuracy (defences starred)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    return _png(fig)
+
+
+def gain_vs_predictivity(study: dict[str, Any], style: dict[str, dict[str, str]]) -> bytes | None:
+    """Robustness gain against neural predictivity, one point per run, with the least-squares line."""
+    attack = study["correlation"].get("attack")
+    rows = [r for r in study["runs"] if attack and _finite(r["predictivity"])
+            and _finite((r["gains"].get(attack) or {}).get("gain"))]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    seen = set()
+    for r in rows:
+        s = style.get(r["name"], {"color": "C0", "marker": "o"})
+        excluded = r["role"] == "baseline" and not study["settings"].get("include_baselines")
+        ax.scatter(r["predictivity"], r["gains"][attack]["gain"], color=s["color"], marker=s["marker"], s=40,
+                   facecolors="none" if excluded else s["color"],
+                   label=None if r["name"] in seen else r["name"] + (" (not in fit)" if excluded else ""))
+        seen.add(r["name"])
+    overall = study["correlation"].get("overall") or {}
+    title = "gain versus predictivity"
+    if study["correlation"].get("computed"):
+        fit = [r for r in rows if not (r["role"] == "baseline" and not study["settings"].get("include_baselines"))]
+        x = np.array([r["predictivity"] for r in fit], dtype=float)
+        y = np.array([r["gains"][attack]["gain"] for r in fit], dtype=float)
+        if np.ptp(x) > 0:
+            slope, intercept = np.polyfit(x, y, 1)
+            xs = np.linspace(x.min(), x.max(), 2)
+            ax.plot(xs, slope * xs + intercept, color="black", lw=1)
+        p, r2 = overall["pearson"], overall["r2"]
+        title += (f": r = {p['r']:.2f} [{_fmt(p['low'])}, {_fmt(p['high'])}], R$^2$ = {r2['value']:.2f}, "
+                  f"n = {overall['n']}")
+    ax.axhline(0, color="#cccccc", lw=1, zorder=0)
+    ax.set_xlabel(f"neural predictivity ({study['settings']['layer']})")
+    ax.set_ylabel(f"gain over baseline ({attack}, high eps)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def time_course(study: dict[str, Any]) -> bytes | None:
+    """Predictivity per time bin (mean and CI over runs) and, below, its correlation with gain per bin."""
+    tc = study["time_course"]
+    t = np.asarray(tc["time_ms"], dtype=float)
+    if t.size < 2:
+        return None
+    plt = _plt()
+    corr = (study["correlation"].get("per_time") or {}) if study["correlation"].get("computed") else {}
+    fig, axes = plt.subplots(2 if corr else 1, 1, figsize=(6.4, 5.2 if corr else 3.2), sharex=True, squeeze=False)
+    ax = axes[0, 0]
+    mean, low, high = _arr(tc["mean"]), _arr(tc["low"]), _arr(tc["high"])
+    ax.plot(t, mean, color="#1f77b4", label="mean over runs")
+    ok = np.isfinite(low) & np.isfinite(high)
+    if ok.any():
+        ax.fill_between(t, np.where(ok, low, mean), np.where(ok, high, mean), color="#1f77b4", alpha=0.2, lw=0,
+                        label="95% CI over runs")
+    if tc.get("peak_ms") is not None:
+        ax.axvline(tc["peak_ms"], color="#1f77b4", ls="--", lw=1, label=f"peak {tc['peak_ms']:g} ms")
+    sim = (study.get("recording") or {}).get("simulated_peak_latency_ms")
+    if sim is not None:
+        ax.axvline(sim, color="#d62728", ls=":", lw=1.5, label=f"simulated peak {sim:g} ms")
+    ax.axvline(0, color="#999999", lw=0.8)
+    ax.set_ylabel("predictivity (r)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    if corr:
+        ax2 = axes[1, 0]
+        ax2.plot(t, _arr(corr["pearson"]), color="#2ca02c")
+        if corr.get("peak_ms") is not None:
+            ax2.axvline(corr["peak_ms"], color="#2ca02c", ls="--", lw=1, label=f"peak {corr['peak_ms']:g} ms")
+            ax2.legend(fontsize=7)
+        ax2.axhline(0, color="#999999", lw=0.8)
+        ax2.set_ylabel("r(predictivity, gain)")
+        ax2.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("time from stimulus onset (ms)")
+    return _png(fig)
+
+
+def channel_positions(study: dict[str, Any]) -> list[tuple[str, float, float]] | None:
+    """(name, x, y) of every neuroid when all have scalp positions: from the study, else the approximate
+    10-10 positions of the THINGS-EEG2 montage (``brainalign.neural.things_eeg2.CHANNEL_POSITIONS``)."""
+    out = []
+    for n in (study.get("recording") or {}).get("neuroids", []):
+        x, y = n.get("x"), n.get("y")
+        if x is None or y is None:
+            from brainalign.neural.things_eeg2 import CHANNEL_POSITIONS
+
+            if n["name"] not in CHANNEL_POSITIONS:
+                return None
+            x, y = CHANNEL_POSITIONS[n["name"]][:2]
+        out.append((n["name"], float(x), float(y)))
+    return out or None
+
+
+def _head(ax) -> None:
+    theta = np.linspace(0, 2 * np.pi, 200)
+    ax.plot(np.cos(theta), np.sin(theta), color="black", lw=1.5)
+    ax.plot([-0.1, 0, 0.1], [0.995, 1.1, 0.995], color="black", lw=1.5)  # nose
+    for side in (-1, 1):
+        ax.plot(side * np.array([0.995, 1.05, 1.07, 1.05, 0.995]), [0.12, 0.1, 0.0, -0.1, -0.12], color="black", lw=1.5)
+    ax.set_xlim(-1.2, 1.2)
+    ax.set_ylim(-1.15, 1.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def channel_map(study: dict[str, Any]) -> bytes | None:
+    """Per-channel predictivity (mean over runs) and its correlation with gain on a head outline."""
+    pos = channel_positions(study)
+    if pos is None:
+        return None
+    per = np.array([_arr(r["per_neuroid"]) for r in study["runs"]])
+    window = study["settings"].get("time_window_ms")
+    span = "all time bins" if not window else f"{window[0]:g}-{window[1]:g} ms"
+    values = [(f"predictivity (mean r over runs, {span})", np.nanmean(per, axis=0) if per.size else None)]
+    corr = study["correlation"].get("per_neuroid") if study["correlation"].get("computed") else None
+    if corr:
+        values.append(("r(channel predictivity, gain)", _arr(corr["pearson"])))
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(values), figsize=(5.2 * len(values), 5.0), squeeze=False)
+    xs = np.array([p[1] for p in pos])
+    ys = np.array([p[2] for p in pos])
+    for ax, (title, v) in zip(axes[0], values, strict=True):
+        _head(ax)
+        finite = np.isfinite(v)
+        lim = float(np.nanmax(np.abs(v))) if finite.any() else 1.0
+        sc = ax.scatter(xs, ys, c=np.where(finite, v, 0), cmap="RdBu_r", vmin=-lim, vmax=lim, s=150,
+                        edgecolors=np.where(finite, "black", "#bbbbbb"), linewidths=0.6)
+        for (name, x, y), ok in zip(pos, finite, strict=True):
+            ax.annotate(name if ok else f"{name}\n(masked)", (x, y - 0.075), ha="center", va="top", fontsize=6.5,
+                        color="black" if ok else "#999999")
+        fig.colorbar(sc, ax=ax, shrink=0.7)
+        ax.set_title(title, fontsize=9)
+    return _png(fig)

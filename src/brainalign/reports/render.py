@@ -1,0 +1,453 @@
+"""Render a collected report as one self-contained HTML page (figures as base64 PNG) and as Markdown.
+
+The HTML carries a small inline script that records, once the page has loaded, whether every figure
+decoded (``<body data-images-ok="true">``, ``data-images-broken``) and any script error
+(``data-errors``); a browser test reads these attributes from the rendered DOM.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from brainalign.reports import plots
+
+CHECK_SCRIPT = """
+(function () {
+  var errors = [];
+  function record() { document.documentElement.setAttribute('data-errors', JSON.stringify(errors)); }
+  window.addEventListener('error', function (e) { errors.push(String(e.message || e.type)); record(); }, true);
+  window.addEventListener('load', function () {
+    var imgs = Array.prototype.slice.call(document.images);
+    var broken = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+                     .map(function (i) { return i.alt; });
+    var b = document.body;
+    b.setAttribute('data-images', String(imgs.length));
+    b.setAttribute('data-images-broken', JSON.stringify(broken));
+    b.setAttribute('data-images-ok', broken.length === 0 ? 'true' : 'false');
+    b.setAttribute('data-errors', JSON.stringify(errors));
+    if (broken.length) {
+      var w = document.getElementById('render-warning');
+      w.textContent = broken.length + ' figure(s) did not render: ' + broken.join(', ');
+      w.hidden = false;
+    }
+  });
+})();
+"""
+
+STYLE = """
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.8em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.banner { background: #fff3cd; border: 2px solid #e0a800; padding: 0.8em 1em; border-radius: 6px; font-weight: 600; }
+.warning { background: #f8d7da; border: 1px solid #d9534f; padding: 0.6em 1em; border-radius: 6px; }
+.badge { display: inline-block; padding: 0.05em 0.5em; border-radius: 0.8em; font-size: 0.8em; font-weight: 600; }
+.badge.unreliable { background: #d9534f; color: white; } .badge.passed { background: #5cb85c; color: white; }
+.badge.notcomputed, .not-computed { color: #777; font-style: italic; }
+.badge.role-defence { background: #fde2e2; color: #a00; } .badge.role-baseline { background: #eee; }
+.badge.role-control { background: #e8e8e8; color: #555; } .badge.role-regularizer { background: #dbeafe; }
+.badge.role-other { background: #f5ebe0; }
+tr.defence td { background: #fff5f5; } figure { margin: 1em 0; } figcaption { font-size: 0.85em; color: #555; }
+img { max-width: 100%; border: 1px solid #eee; }
+"""
+
+
+# ---- formatting --------------------------------------------------------------------------------------
+
+def _ok(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def num(x, digits: int = 3, signed: bool = False) -> str:
+    if not _ok(x):
+        return "n/a"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
+def ci(c: dict[str, Any] | None, digits: int = 3, signed: bool = False) -> str:
+    """"mean [low, high]" of a mean_ci dict; just the mean with one value; "n/a" with none."""
+    if not c or not _ok(c.get("mean")):
+        return "n/a"
+    if not (_ok(c.get("low")) and _ok(c.get("high"))):
+        return num(c["mean"], digits, signed)
+    return f"{num(c['mean'], digits, signed)} [{num(c['low'], digits, signed)}, {num(c['high'], digits, signed)}]"
+
+
+def pval(p) -> str:
+    if not _ok(p):
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def esc(x) -> str:
+    return html.escape(str(x))
+
+
+def _run_state(run: dict[str, Any]) -> str:
+    return "not computed" if run["reliable"] is None else "passed" if run["reliable"] else "unreliable"
+
+
+def not_computed(part: dict[str, Any] | None, what: str) -> str | None:
+    """The reason a part was not computed, or None when it was."""
+    if part is None:
+        return f"{what}: not computed"
+    if part.get("computed") is False:
+        return f"{what}: not computed ({part.get('reason', 'no data')})"
+    return None
+
+
+# ---- shared tables (rows of cells; HTML and Markdown render the same rows) ---------------------------
+
+def summary_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["condition", "role", "seeds", "clean accuracy", "robust accuracy", "gain over baseline", "self-checks"]
+    rows = []
+    for c in report["conditions"]:
+        checks = c["self_checks"] if c["self_checks"] != "unreliable" else "UNRELIABLE"
+        rows.append([c["name"], c["role"], str(c["n_seeds"]), ci(c["clean_accuracy"]), ci(c["robust_accuracy"]),
+                     ci(c["gain"], signed=True), checks])
+    return head, rows
+
+
+def paired_rows(tests: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["condition", "eps", "accuracy", "baseline", "difference [95% CI images]", "CI over seeds",
+            "b / c", "p (exact)", "p (mid-p)", f"p adjusted ({tests.get('correction')})", "Cohen's h"]
+    rows = []
+    for r in tests.get("rows", []):
+        m = r.get("mcnemar") or {}
+        interval = (f"[{num(r['images']['low'], signed=True)}, {num(r['images']['high'], signed=True)}]"
+                    if "note" not in r["images"] else f"({r['images']['note']})")
+        rows.append([r["condition"], f"{r['eps'][0]:g}", num(r["accuracy"]), num(r["control_accuracy"]),
+                     f"{num(r['diff'], signed=True)} {interval}",
+                     f"[{num(r['over_seeds']['low'], signed=True)}, {num(r['over_seeds']['high'], signed=True)}]",
+                     f"{m.get('n_base_only', 'n/a')} / {m.get('n_other_only', 'n/a')}", pval(m.get("p_exact")),
+                     pval(m.get("p_midp")), pval(r.get("p_adjusted")), num(r.get("cohens_h"), 2, True)])
+    return head, rows
+
+
+def structure_rows(part: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["regularizer", "control", "kind", "difference (high-eps accuracy)", "95% CI over images",
+            "95% CI over seeds", "verdict"]
+    rows = []
+    for r in part.get("rows", []):
+        if "diff" not in r:
+            rows.append([r["treatment"], r["control"], r["kind"], "n/a", "n/a", "n/a", r["verdict"]])
+            continue
+        rows.append([r["treatment"], r["control"], r["kind"], num(r["diff"], signed=True),
+                     f"[{num(r['images']['low'], signed=True)}, {num(r['images']['high'], signed=True)}]",
+                     f"[{num(r['over_seeds']['low'], signed=True)}, {num(r['over_seeds']['high'], signed=True)}]",
+                     r["verdict"]])
+    return head, rows
+
+
+def strong_rows(part: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["condition", f"gain under {part.get('pgd')}", f"gain under {part.get('strong')}", "retained", "flag"]
+    rows = [[r["condition"], num(r["gain_pgd"], signed=True), num(r["gain_strong"], signed=True),
+             num(r["retained"], 2), "SHRINKS BY MORE THAN HALF" if r["flag"] else "ok"] for r in part.get("rows", [])]
+    return head, rows
+
+
+def region_rows(study: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["region", "predictivity (mean over runs)", "r with gain [95% CI]", "R^2", "n runs"]
+    regions = list(dict.fromkeys(n["region"] for n in study["recording"]["neuroids"]))
+    corr = study["correlation"].get("per_region") or {}
+    rows = []
+    for g in regions:
+        vals = [r["per_region"].get(g) for r in study["runs"]]
+        vals = [v for v in vals if _ok(v)]
+        c = corr.get(g)
+        rows.append([g, num(sum(vals) / len(vals)) if vals else "n/a",
+                     "n/a" if not c else f"{num(c['pearson']['r'], 2)} [{num(c['pearson']['low'], 2)}, "
+                                         f"{num(c['pearson']['high'], 2)}]",
+                     "n/a" if not c else num(c["r2"]["value"], 2), str(c["n"]) if c else "n/a"])
+    return head, rows
+
+
+def diagnostic_rows(diags: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    head = ["condition", "regularizer", "control", "simulated", "pixel r", "zero share", "off-diag RMS",
+            "effective rank ratio", "warnings"]
+    rows = []
+    for d in diags:
+        g = d.get("diagnostics") or {}
+        rows.append([d["condition"], str(d["regularizer"]), str(d["control"]), "yes" if d["simulated"] else "no",
+                     num(g.get("pixel_correlation"), 2), num(g.get("zero_share"), 2), num(g.get("offdiag_rms"), 3),
+                     num(g.get("effective_rank_ratio"), 2), "; ".join(g.get("warnings") or []) or
+                     ("no diagnostics" if not g else "none")])
+    return head, rows
+
+
+# ---- HTML ----------------------------------------------------------------------------------------------
+
+class Html(str):
+    """A table cell that is already HTML (not escaped again)."""
+
+
+def _table(head: list[str], rows: list[list[str]], row_classes: Sequence[str] | None = None) -> str:
+    if not rows:
+        return '<p class="not-computed">nothing to show</p>'
+    out = ["<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    for i, row in enumerate(rows):
+        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        cells = []
+        for cell in row:
+            if isinstance(cell, Html):
+                cells.append(f"<td>{cell}</td>")
+            elif cell[:1] in "+-0123456789[" or cell in ("n/a", "<0.001"):
+                cells.append(f'<td class="num">{esc(cell)}</td>')
+            else:
+                cells.append(f"<td>{esc(cell)}</td>")
+        out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    return "".join(out) + "</tbody></table>"
+
+
+def _figure(png: bytes | None, name: str, caption: str) -> str:
+    if png is None:
+        return f'<p class="not-computed">{esc(name)}: nothing to plot</p>'
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+def _nc(text: str) -> str:
+    return f'<p class="not-computed">{esc(text)}</p>'
+
+
+def _badge(text: str, cls: str) -> Html:
+    return Html(f'<span class="badge {cls}">{esc(text)}</span>')
+
+
+def _state_badge(state: str) -> Html:
+    """Badge of a self-check state: "passed", "unreliable"/"UNRELIABLE" or "not computed"."""
+    if state.lower() == "unreliable":
+        return _badge("UNRELIABLE", "unreliable")
+    return _badge(state, "passed" if state == "passed" else "notcomputed")
+
+
+def figures(report: dict[str, Any]) -> dict[str, tuple[bytes | None, str]]:
+    """Every figure of the report: name -> (PNG bytes or None, caption)."""
+    style = plots.styles(report["conditions"])
+    high = report["headline"]["high_eps"]
+    out: dict[str, tuple[bytes | None, str]] = {}
+    for key, curves in report["curves"].items():
+        out[f"curve {key}"] = (plots.accuracy_curves(key, curves, style, high if key == report["headline"]["attack"]
+                                                     else ()),
+                               f"Accuracy versus strength under {key}: mean over seeds, band = 95% CI over seeds.")
+    out["clean versus robust"] = (plots.clean_robust_plane(report["conditions"], style, report["headline"]["attack"]),
+                                  "Every condition's clean accuracy against its robust accuracy (mean over the "
+                                  "high-eps strengths of the headline attack); bars = 95% CI over seeds; defences "
+                                  "(robustness references) are starred and in bold.")
+    study = report["study"]
+    if study.get("computed"):
+        out["gain versus predictivity"] = (plots.gain_vs_predictivity(study, style),
+                                           "Each run's gain over the baseline against its neural predictivity; "
+                                           "hollow markers are baseline runs, left out of the fit.")
+        out["predictivity time course"] = (plots.time_course(study),
+                                           "Top: cross-validated predictivity per time bin (mean and 95% CI over "
+                                           "runs). Bottom: correlation over runs of that predictivity with the gain.")
+        out["channel map"] = (plots.channel_map(study),
+                              "Per-channel predictivity and its correlation with gain on the scalp (approximate "
+                              "10-10 positions, viewed from above, nose up).")
+    return out
+
+
+def render_html(report: dict[str, Any], figs: dict[str, tuple[bytes | None, str]]) -> str:
+    exp = esc(report["experiment"])
+    parts = [f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>brainalign report: {exp}</title>',
+             f"<script>{CHECK_SCRIPT}</script><style>{STYLE}</style></head><body>",
+             f"<h1>brainalign report: {exp}</h1>",
+             f"<p>{report['n_runs']} runs; baseline: <b>{esc(report['baseline'] or 'none')}</b>; headline attack: "
+             f"<b>{esc(report['headline']['attack'] or 'none')}</b>, robust accuracy averaged over strengths "
+             f"{esc(', '.join(f'{e:g}' for e in report['headline']['high_eps']) or 'n/a')} (the high-eps range: "
+             f"upper half of the non-zero grid). Intervals are 95% CIs over seeds unless marked otherwise.</p>",
+             '<p id="render-warning" class="warning" hidden></p>']
+    sim = report["simulated"]
+    if sim["any"]:
+        where = sim["conditions"] + (["the study's recording"] if sim["study_recording"] else [])
+        parts.append(f'<div class="banner" id="simulated-banner">SIMULATED BRAIN DATA in {esc(", ".join(where))}. '
+                     "No real neural recordings were used there; the numbers show what the pipeline does, not what "
+                     "the brain does.</div>")
+
+    parts.append('<h2 id="summary">Conditions</h2>')
+    head, rows = summary_rows(report)
+    for c, row in zip(report["conditions"], rows, strict=True):
+        row[1] = _badge(c["role"], "role-" + c["role"])
+        row[6] = _state_badge(c["self_checks"])
+    parts.append(_table(head, rows, ["defence" if c["role"] == "defence" else "" for c in report["conditions"]]))
+    unreliable = [c for c in report["conditions"] if c["self_checks"] == "unreliable"]
+    for c in unreliable:
+        parts.append(f"<p>{_badge('UNRELIABLE', 'unreliable')} <b>{esc(c['name'])}</b>: "
+                     + "; ".join(esc(r) for r in c["reasons"]) + "</p>")
+
+    parts.append('<h2 id="curves">Accuracy versus strength</h2>')
+    parts += [_figure(png, name, cap) for name, (png, cap) in figs.items() if name.startswith("curve ")]
+    if not report["curves"]:
+        parts.append(_nc("no attack results: not computed"))
+    parts.append('<h2 id="plane">Clean versus robust accuracy</h2>')
+    parts.append(_figure(figs["clean versus robust"][0], "clean versus robust", figs["clean versus robust"][1]))
+
+    parts.append('<h2 id="paired">Paired tests against the baseline</h2>')
+    reason = not_computed(report["paired_tests"], "paired tests")
+    if reason:
+        parts.append(_nc(reason))
+    else:
+        t = report["paired_tests"]
+        parts.append(f"<p>Same test images in every run. b = right only under the baseline, c = right only under "
+                     f"the condition; McNemar on discordant pairs pooled over seed pairs; p-values adjusted by "
+                     f"{esc(t['correction'])} over the {t['family_size']} tests of this table.</p>")
+        parts.append(_table(*paired_rows(t)))
+
+    parts.append('<h2 id="controls">Structure-specific gains and attack strength</h2>')
+    reason = not_computed(report["structure_specific"], "structure-specific gains")
+    if reason or not report["structure_specific"].get("rows"):
+        parts.append(_nc(reason or "structure-specific gains: not computed (no regularizer with matched controls)"))
+    else:
+        parts.append("<p>Regularizer minus matched control in robust accuracy averaged over the high-eps range; "
+                     "both intervals must exclude 0 for a structure-specific gain.</p>")
+        parts.append(_table(*structure_rows(report["structure_specific"])))
+    reason = not_computed(report["strong_attack"], "PGD versus AutoAttack/APGD check")
+    if reason:
+        parts.append(_nc(reason))
+    else:
+        parts.append(_table(*strong_rows(report["strong_attack"])))
+
+    parts.append('<h2 id="study">Brain alignment and robustness</h2>')
+    study = report["study"]
+    reason = not_computed(study, "study")
+    if reason:
+        parts.append(_nc(reason))
+    else:
+        parts.append(_study_html(study, figs))
+
+    parts.append('<h2 id="checks">Self-checks</h2>')
+    if not report["self_checks"]["computed"]:
+        parts.append(_nc(f"self-checks: not computed ({report['self_checks']['reason']})"))
+    else:
+        rows = [[r["run"], _state_badge(_run_state(r)), "; ".join(r["reasons"])] for r in report["runs"]]
+        parts.append(_table(["run", "state", "reasons"], rows))
+
+    parts.append('<h2 id="targets">Regularization targets</h2>')
+    if report["target_diagnostics"]:
+        parts.append(_table(*diagnostic_rows(report["target_diagnostics"])))
+    else:
+        parts.append(_nc("target diagnostics: not computed (no run has regularization targets)"))
+
+    parts.append('<h2 id="provenance">Provenance</h2>')
+    parts.append(f"<p>brainalign {esc(report['package_version'])}; run commits: "
+                 f"{esc(', '.join(report['git_commits']) or 'unknown')}. Read from run folders only; nothing was "
+                 f"retrained or re-attacked.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _study_html(study: dict[str, Any], figs: dict[str, tuple[bytes | None, str]]) -> str:
+    rec, s, corr = study["recording"], study["settings"], study["correlation"]
+    out = [f"<p>Recording <b>{esc(rec['name'])}</b> ({esc(rec.get('source', ''))}): {rec['n_stimuli']} stimuli, "
+           f"{rec['n_neuroids']} neuroids, {rec['n_times']} time bins. Layer <b>{esc(s['layer'])}</b> "
+           f"({esc(s['layer_selection'])}); {s['n_folds']}-fold cross-validated ridge; "
+           f"{esc(s['predictivity'])}. Masked: {len(rec['masked_neuroids'])} all-NaN neuroids "
+           f"({esc(', '.join(rec['masked_neuroids']) or 'none')}) and {rec['n_masked_targets']} "
+           f"neuroid x time targets with missing or constant responses.</p>"]
+    if corr.get("computed"):
+        o = corr["overall"]
+        out.append(f"<p>Over {o['n']} runs (attack {esc(corr['attack'])}): Pearson r = "
+                   f"{num(o['pearson']['r'], 2)} [{num(o['pearson']['low'], 2)}, {num(o['pearson']['high'], 2)}], "
+                   f"Spearman rho = {num(o['spearman']['r'], 2)} [{num(o['spearman']['low'], 2)}, "
+                   f"{num(o['spearman']['high'], 2)}], R<sup>2</sup> = {num(o['r2']['value'], 2)} "
+                   f"[{num(o['r2']['low'], 2)}, {num(o['r2']['high'], 2)}] (bootstrap over runs).</p>")
+    else:
+        out.append(_nc(f"correlation with gain: not computed ({corr.get('reason') or '; '.join(study['notes'])})"))
+    tc = study["time_course"]
+    sim = rec.get("simulated_peak_latency_ms")
+    out.append(f"<p>Predictivity peaks at {num(tc['peak_ms'], 0)} ms (parabolic estimate "
+               f"{num(tc['refined_ms'], 1)} ms)" + (f"; the simulation's peak latency is {sim:g} ms" if sim else "")
+               + (f". Its correlation with gain peaks at {num(corr['per_time']['peak_ms'], 0)} ms."
+                  if corr.get("computed") else ".") + "</p>")
+    for name in ("gain versus predictivity", "predictivity time course", "channel map"):
+        if name in figs and figs[name][0] is not None:
+            out.append(_figure(figs[name][0], name, figs[name][1]))
+        elif name == "channel map":
+            out.append(_nc("channel map: not computed (the recording's neuroids have no scalp positions)"))
+    out.append(_table(*region_rows(study)))
+    layers = study.get("layers") or {}
+    if len(layers) > 1:
+        out.append(_table(["layer", "predictivity (mean over runs)"], [[k, num(v)] for k, v in layers.items()]))
+    cond = study.get("conditions") or {}
+    out.append(_table(["condition", "role", "seeds", "predictivity", "gain"],
+                      [[k, v["role"], str(v["n_seeds"]), ci(v["predictivity"]), ci(v["gain"], signed=True)]
+                       for k, v in cond.items()]))
+    return "".join(out)
+
+
+# ---- Markdown -----------------------------------------------------------------------------------------
+
+def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return ["_nothing to show_", ""]
+    clean = [[c.replace("|", "\\|") for c in row] for row in rows]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in clean] \
+        + [""]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# brainalign report: {report['experiment']}", ""]
+    sim = report["simulated"]
+    if sim["any"]:
+        where = sim["conditions"] + (["the study's recording"] if sim["study_recording"] else [])
+        lines += [f"> **SIMULATED BRAIN DATA** in {', '.join(where)}. No real neural recordings were used there.", ""]
+    lines += [f"{report['n_runs']} runs; baseline: **{report['baseline'] or 'none'}**; headline attack: "
+              f"`{report['headline']['attack']}`, robust accuracy averaged over strengths "
+              f"{', '.join(f'{e:g}' for e in report['headline']['high_eps']) or 'n/a'} (high-eps range). "
+              "Mean [95% CI over seeds]. Figures are in report.html.", "", "## Conditions", ""]
+    lines += _md_table(*summary_rows(report))
+    for c in report["conditions"]:
+        if c["self_checks"] == "unreliable":
+            lines += [f"- **UNRELIABLE** {c['name']}: " + "; ".join(c["reasons"])]
+    lines += ["", "## Paired tests against the baseline", ""]
+    reason = not_computed(report["paired_tests"], "paired tests")
+    lines += [f"_{reason}_", ""] if reason else _md_table(*paired_rows(report["paired_tests"]))
+    lines += ["## Structure-specific gains", ""]
+    part = report["structure_specific"]
+    reason = not_computed(part, "structure-specific gains")
+    if reason or not part.get("rows"):
+        lines += [f"_{reason or 'structure-specific gains: not computed (no regularizer with matched controls)'}_", ""]
+    else:
+        lines += _md_table(*structure_rows(part))
+    reason = not_computed(report["strong_attack"], "PGD versus AutoAttack/APGD check")
+    lines += [f"_{reason}_", ""] if reason else _md_table(*strong_rows(report["strong_attack"]))
+    lines += ["## Brain alignment and robustness", ""]
+    study = report["study"]
+    reason = not_computed(study, "study")
+    if reason:
+        lines += [f"_{reason}_", ""]
+    else:
+        corr, tc = study["correlation"], study["time_course"]
+        if corr.get("computed"):
+            o = corr["overall"]
+            lines += [f"Over {o['n']} runs ({corr['attack']}, layer {study['settings']['layer']}): Pearson r = "
+                      f"{num(o['pearson']['r'], 2)} [{num(o['pearson']['low'], 2)}, {num(o['pearson']['high'], 2)}], "
+                      f"Spearman rho = {num(o['spearman']['r'], 2)}, R^2 = {num(o['r2']['value'], 2)} "
+                      f"[{num(o['r2']['low'], 2)}, {num(o['r2']['high'], 2)}].", ""]
+        else:
+            lines += [f"_correlation with gain: not computed ({corr.get('reason') or '; '.join(study['notes'])})_", ""]
+        sim_peak = study["recording"].get("simulated_peak_latency_ms")
+        lines += [f"Predictivity peaks at {num(tc['peak_ms'], 0)} ms" +
+                  (f" (simulated peak: {sim_peak:g} ms)" if sim_peak else "") + ".", ""]
+        lines += _md_table(*region_rows(study))
+    lines += ["## Self-checks", ""]
+    if not report["self_checks"]["computed"]:
+        lines += [f"_self-checks: not computed ({report['self_checks']['reason']})_", ""]
+    else:
+        lines += _md_table(["run", "state", "reasons"],
+                           [[r["run"], _run_state(r).replace("unreliable", "UNRELIABLE"), "; ".join(r["reasons"])]
+                            for r in report["runs"]])
+    lines += ["## Regularization targets", ""]
+    if report["target_diagnostics"]:
+        lines += _md_table(*diagnostic_rows(report["target_diagnostics"]))
+    else:
+        lines += ["_target diagnostics: not computed (no run has regularization targets)_", ""]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,81 @@
+"""The HTML report of tiny trained runs plus a study, opened in headless Chromium: every figure decodes,
+no script error occurs, and a screenshot is taken. Skipped only where /usr/bin/chromium is absent
+(`make test` installs Debian's chromium package)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tiny_runs
+from PIL import Image
+
+from brainalign.reports import write_report
+from brainalign.study import run_study
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+         "--disable-extensions", "--mute-audio"]
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)")
+
+
+def chromium(profile: Path, *args: str) -> str:
+    out = subprocess.run([str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def body_attributes(page: Path, profile: Path) -> dict[str, str]:
+    """The <body> attributes after the page's load handler ran (the DOM as Chromium rendered it)."""
+    dom = chromium(profile, "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body, dom[:500]
+    attrs = {k: html.unescape(v) for k, v in re.findall(r'([\w-]+)="([^"]*)"', body.group(1))}
+    head = re.search(r"<html([^>]*)>", dom)
+    attrs.update({f"html:{k}": html.unescape(v) for k, v in re.findall(r'([\w-]+)="([^"]*)"', head.group(1))})
+    return attrs
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    experiment = tiny_runs.tiny_experiment(tmp_path_factory.getbasetemp())
+    times = [float(t) for t in np.arange(-50.0, 300.0, 10.0)]
+    run_study(experiment, {"name": "sim_eeg", "options": {"n_stimuli": 400, "times_ms": times}}, layers=["conv3"],
+              n_boot=200, progress=False)
+    return write_report(experiment, n_boot=200)
+
+
+def test_report_renders_in_chromium(report, tmp_path):
+    figures = json.loads(report["json"].read_text())["figures"]
+    expected = {"curve " + tiny_runs.ATTACK, "clean versus robust", "gain versus predictivity",
+                "predictivity time course", "channel map"}
+    assert {name for name, drawn in figures.items() if drawn} == expected
+    attrs = body_attributes(report["html"], tmp_path / "profile")
+    assert attrs["data-images"] == str(len(expected))
+    assert attrs["data-images-ok"] == "true", attrs["data-images-broken"]
+    assert json.loads(attrs["data-errors"]) == []
+    assert "html:data-errors" not in attrs  # no error event fired at any time
+    shot = tmp_path / "report.png"
+    chromium(tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,3000", report["html"].as_uri())
+    with Image.open(shot) as image:
+        assert image.size == (1200, 3000)
+        assert len(set(image.convert("L").resize((60, 150)).getdata())) > 20  # not a blank page
+
+
+def test_browser_check_catches_broken_figures_and_script_errors(report, tmp_path):
+    page = report["html"].read_text()
+    broken = re.sub(r"base64,[A-Za-z0-9+/=]{40}", "base64,bm90IGEgcG5n", page, count=1)
+    broken = broken.replace("</body>", "<script>undefinedFunction();</script></body>")
+    path = tmp_path / "broken.html"
+    path.write_text(broken)
+    attrs = body_attributes(path, tmp_path / "profile")
+    assert attrs["data-images-ok"] == "false"
+    assert len(json.loads(attrs["data-images-broken"])) == 1
+    assert any("undefinedFunction" in e for e in json.loads(attrs["data-errors"]))

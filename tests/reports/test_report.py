@@ -1,0 +1,88 @@
+"""The report from run folders alone: sections, badges, banner, 'not computed' pieces, self-contained files."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import pytest
+import synthetic_runs as syn
+
+from brainalign.reports import write_report
+
+KEY = "pgd_linf[steps=10]"
+AA = "autoattack_linf"
+ZERO_GRAD = "zero_gradients: 12.0% of examples have an exactly zero input gradient (> 1.0%): gradient masking"
+TARGET = {"name": "neural_similarity", "control": "none", "simulated": True, "description": "sim_it responses",
+          "diagnostics": {"pixel_correlation": 0.86, "zero_share": 0.05, "offdiag_rms": 0.31,
+                          "effective_rank_ratio": 0.4, "warnings": ["target is mostly pixels: r=0.86"]}}
+
+
+@pytest.fixture(scope="module")
+def rich(tmp_path_factory):
+    """baseline, a neural regularizer on simulated targets (one seed fails a self-check), its shuffled
+    control and adversarial training, attacked with PGD and AutoAttack."""
+    root = tmp_path_factory.mktemp("rich") / "exp"
+    ok = {"reliable": True, "reasons": [], "checks": {}}
+    for seed, extra in ((0, 30), (1, 20)):
+        syn.write_run(root, "baseline", seed, {KEY: syn.BASE, AA: syn.BASE}, selfchecks=ok)
+        syn.write_run(root, "neural", seed, {KEY: syn.shifted(extra), AA: syn.shifted(extra // 5)},
+                      regularizers=syn.neural(), regularization_targets=[TARGET], simulated_data=True,
+                      selfchecks=ok if seed == 0 else {"reliable": False, "reasons": [ZERO_GRAD], "checks": {}})
+        syn.write_run(root, "neural_shuffled", seed, {KEY: syn.BASE, AA: syn.BASE}, regularizers=syn.neural("shuffled"),
+                      selfchecks=ok)
+        syn.write_run(root, "adv_training", seed, {KEY: syn.shifted(100), AA: syn.shifted(95)},
+                      defences=[{"name": "adversarial_training", "params": {"eps": 0.1}}], selfchecks=ok)
+    paths = write_report(root, n_boot=200)
+    return root, paths
+
+
+def test_report_files_and_sections(rich):
+    root, paths = rich
+    assert set(paths) == {"html", "md", "json"} and all(p.parent == root and p.exists() for p in paths.values())
+    page = paths["html"].read_text()
+    assert 'id="simulated-banner"' in page and "SIMULATED BRAIN DATA in neural" in page
+    assert '<span class="badge unreliable">UNRELIABLE</span>' in page and html.escape("seed 1: " + ZERO_GRAD) in page
+    assert '<tr class="defence">' in page  # the defence reference is highlighted
+    assert "study: not computed (no study.json" in page
+    assert "target is mostly pixels: r=0.86" in page
+    assert "SHRINKS BY MORE THAN HALF" in page  # neural keeps 1/5 of its PGD gain under AutoAttack
+    assert "structure-specific gain" in page
+
+
+def test_report_is_self_contained(rich):
+    page = rich[1]["html"].read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", page)
+    assert "<link" not in page and "@import" not in page
+    images = re.findall(r'<img alt="([^"]*)" src="([^"]{0,30})', page)
+    assert len(images) == 3 and all(src.startswith("data:image/png;base64,") for _, src in images)
+
+
+def test_report_json_and_markdown(rich):
+    root, paths = rich
+    report = json.loads(paths["json"].read_text())
+    roles = {c["name"]: c["role"] for c in report["conditions"]}
+    assert roles == {"adv_training": "defence", "baseline": "baseline", "neural": "regularizer",
+                     "neural_shuffled": "control"}
+    neural = next(c for c in report["conditions"] if c["name"] == "neural")
+    assert neural["self_checks"] == "unreliable" and neural["simulated"] is True
+    assert neural["gain"]["mean"] == pytest.approx(0.125)  # +30 and +20 of 200 images at eps 0.3, 0.4
+    assert report["headline"] == {"attack": KEY, "high_eps": [0.3, 0.4], "level": 0.95,
+                                  "robust_accuracy": report["headline"]["robust_accuracy"]}
+    assert report["figures"] == {f"curve {KEY}": True, f"curve {AA}": True, "clean versus robust": True}
+    assert report["study"]["computed"] is False and report["strong_attack"]["computed"] is True
+    assert len(report["paired_tests"]["rows"]) == 6
+    md = paths["md"].read_text()
+    assert "**SIMULATED BRAIN DATA**" in md and "**UNRELIABLE** neural" in md
+    assert "| condition | role | seeds |" in md and "_study: not computed" in md
+
+
+def test_missing_pieces_are_not_computed(tmp_path):
+    syn.write_run(tmp_path, "baseline", 0, {KEY: syn.BASE})
+    syn.write_run(tmp_path, "other", 0, {KEY: syn.shifted(10)})
+    page = write_report(tmp_path, n_boot=50)["html"].read_text()
+    for text in ("self-checks: not computed", "study: not computed", "target diagnostics: not computed",
+                 "structure-specific gains: not computed", "PGD versus AutoAttack/APGD check: not computed"):
+        assert text in page
+    assert "simulated-banner" not in page and "UNRELIABLE" not in page

@@ -1,0 +1,142 @@
+"""Statistics helpers against hand computations and scipy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from brainalign.analysis import (
+    adjust_pvalues,
+    benjamini_hochberg,
+    cohens_h,
+    correlation,
+    high_eps_gain,
+    holm,
+    mcnemar,
+    mean_ci,
+    paired_bootstrap,
+    pooled_mcnemar,
+)
+from brainalign.errors import ConfigError, DataError
+
+
+def _flags(b: int, c: int, both: int = 5, neither: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Paired outcomes with b examples right only under `base`, c right only under `other`."""
+    base = np.r_[np.ones(b), np.zeros(c), np.ones(both), np.zeros(neither)].astype(bool)
+    other = np.r_[np.zeros(b), np.ones(c), np.ones(both), np.zeros(neither)].astype(bool)
+    return base, other
+
+
+def test_mcnemar_matches_hand_computation():
+    # b = 2, c = 9: X ~ Bin(11, 1/2); P(X <= 2) = (1 + 11 + 55) / 2048, P(X = 2) = 55 / 2048
+    out = mcnemar(*_flags(2, 9))
+    assert (out["n_base_only"], out["n_other_only"], out["n"]) == (2, 9, 19)
+    assert out["p_exact"] == pytest.approx(134 / 2048, abs=1e-12)
+    assert out["p_midp"] == pytest.approx(79 / 2048, abs=1e-12)
+
+
+@pytest.mark.parametrize("b,c", [(0, 7), (3, 4), (10, 25), (40, 12), (1, 1)])
+def test_mcnemar_exact_equals_scipy_binomtest(b, c):
+    out = mcnemar(*_flags(b, c))
+    assert out["p_exact"] == pytest.approx(stats.binomtest(c, b + c, 0.5).pvalue, rel=1e-10)
+    assert out["p_midp"] <= out["p_exact"]
+
+
+def test_mcnemar_degenerate_and_bad_input():
+    assert mcnemar(*_flags(0, 0))["p_exact"] == 1.0
+    assert mcnemar(*_flags(6, 6))["p_midp"] == 1.0  # balanced: no evidence either way
+    with pytest.raises(DataError, match="same examples"):
+        mcnemar(np.ones(5), np.ones(6))
+
+
+def test_pooled_mcnemar_adds_discordant_counts():
+    out = pooled_mcnemar([_flags(2, 5), _flags(0, 4)])
+    assert (out["n_base_only"], out["n_other_only"]) == (2, 9)
+    assert out["p_exact"] == pytest.approx(134 / 2048)
+
+
+def test_paired_bootstrap_interval_covers_true_difference():
+    rng = np.random.default_rng(1)
+    base = rng.random(400) < 0.5
+    other = base.copy()
+    flip = np.flatnonzero(~base)[:40]  # the other model gets 40 more right: difference exactly 0.1
+    other[flip] = True
+    out = paired_bootstrap(base, other, n_boot=2000, seed=0)
+    assert out["diff"] == pytest.approx(0.1)
+    assert 0.06 < out["low"] < 0.1 < out["high"] < 0.14  # the width of sqrt(40)/400 * 1.96 ~ 0.03
+    assert out["p_boot"] < 0.01
+    same = paired_bootstrap(base, base, n_boot=200)
+    assert (same["diff"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+    assert paired_bootstrap(base, other, n_boot=300, seed=3) == paired_bootstrap(base, other, n_boot=300, seed=3)
+
+
+def test_paired_bootstrap_over_repetitions_and_errors():
+    base = np.zeros((2, 50))
+    other = np.zeros((2, 50))
+    other[0, :10] = 1  # seed 0: +0.2, seed 1: 0
+    assert paired_bootstrap(base, other, n_boot=100)["diff"] == pytest.approx(0.1)
+    with pytest.raises(DataError):
+        paired_bootstrap(np.zeros(3), np.zeros(4))
+
+
+def test_holm_hand_example():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 4x, 3x, 2x, 1x = 0.02, 0.03, 0.06, 0.04 -> running max
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    # NaN does not count in the family: m = 2
+    out = holm([0.01, float("nan"), 0.04])
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.04)
+    assert holm([0.6, 0.7]).tolist() == [1.0, 1.0]
+
+
+def test_benjamini_hochberg_hand_example_and_scipy():
+    # m p_(i) / i = 0.02, 0.02, 0.04, 0.04 -> running min from the top
+    np.testing.assert_allclose(benjamini_hochberg([0.01, 0.04, 0.03, 0.005]), [0.02, 0.04, 0.04, 0.02])
+    p = np.random.default_rng(0).random(30) ** 2
+    np.testing.assert_allclose(benjamini_hochberg(p), stats.false_discovery_control(p), rtol=1e-12)
+    np.testing.assert_allclose(adjust_pvalues(p, "bh"), stats.false_discovery_control(p), rtol=1e-12)
+    with pytest.raises(ConfigError, match="holm"):
+        adjust_pvalues(p, "bonferonni")
+
+
+def test_cohens_h():
+    assert cohens_h(0.5, 0.5) == 0.0
+    assert cohens_h(0.75, 0.25) == pytest.approx(math.pi / 3)
+    assert cohens_h(0.25, 0.75) == pytest.approx(-math.pi / 3)
+
+
+def test_correlation_values_and_intervals():
+    x = np.arange(10.0)
+    exact = correlation(x, 2 * x + 1, n_boot=200)
+    assert exact["pearson"]["r"] == pytest.approx(1.0)
+    assert exact["r2"]["value"] == pytest.approx(1.0)
+    assert exact["pearson"]["low"] == pytest.approx(1.0)
+    mono = correlation(x, np.exp(x), n_boot=200)
+    assert mono["spearman"]["r"] == pytest.approx(1.0) and mono["pearson"]["r"] < 0.9
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=40)
+    b = a + rng.normal(size=40)
+    noisy = correlation(a, b, n_boot=1000, seed=1)
+    p, s = noisy["pearson"], noisy["spearman"]
+    assert p["r"] == pytest.approx(stats.pearsonr(a, b).statistic)
+    assert s["r"] == pytest.approx(stats.spearmanr(a, b).statistic)
+    assert p["low"] < p["r"] < p["high"] and s["low"] < s["r"] < s["high"]
+    assert noisy["r2"]["low"] < noisy["r2"]["value"] < noisy["r2"]["high"]
+    assert noisy["n"] == 40
+    few = correlation([1.0, 2.0], [3.0, 1.0])
+    assert few["n"] == 2 and math.isnan(few["pearson"]["r"])
+    dropped = correlation([1.0, 2.0, float("nan"), 4.0, 5.0], [1.0, 3.0, 2.0, 4.0, 6.0], n_boot=50)
+    assert dropped["n"] == 4
+
+
+def test_high_eps_gain_and_mean_ci():
+    # non-zero strengths 0.1 .. 0.4 -> upper half 0.3, 0.4
+    grid = [0, 0.1, 0.2, 0.3, 0.4]
+    out = high_eps_gain(grid, [1, 0.8, 0.6, 0.5, 0.3], grid, [1, 0.8, 0.5, 0.3, 0.1])
+    assert out["eps"] == [0.3, 0.4]
+    assert out["gain"] == pytest.approx(0.2)
+    assert math.isnan(high_eps_gain([0.0], [1.0], [0.0], [1.0])["gain"])
+    ci = mean_ci([1.0, 2.0, 3.0])
+    assert ci["mean"] == 2.0 and ci["low"] == pytest.approx(2 - stats.t.ppf(0.975, 2) / math.sqrt(3))
