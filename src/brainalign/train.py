@@ -240,6 +240,12 @@ def _fit(trainee: Trainee, run_dir: Path, progress: bool) -> None:
         save_checkpoint(run_dir / results.CHECKPOINT, trainee.state_tensors(),
                         {"epoch": str(epoch), "metrics": json.dumps(rows)})
         results.write_metrics(run_dir / results.METRICS, rows)
+    finish_run(trainee, run_dir, rows)
+
+
+def finish_run(trainee: Trainee, run_dir: Path, rows: list[dict[str, float]], extra: dict | None = None) -> None:
+    """Write a trained run's weights and result.json (plus ``extra`` fields), then drop its checkpoint."""
+    config, data, model = trainee.config, trainee.data, trainee.model
     model.eval()
     result = results.provenance()
     result.update(
@@ -266,6 +272,7 @@ def _fit(trainee: Trainee, run_dir: Path, progress: bool) -> None:
             "robustness": {},
         }
     )
+    result.update(extra or {})
     weights = {k: v for k, v in model.state_dict().items()}
     save_checkpoint(
         run_dir / results.WEIGHTS, weights, {"format": "brainalign-model", "model": config.model.name}

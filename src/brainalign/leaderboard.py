@@ -1,0 +1,335 @@
+"""The leaderboard: run folders aggregated into a Parquet table, RobustBench-style model cards and an HTML page.
+
+``build_leaderboard(dir)`` reads only run folders (``config.yaml`` and ``result.json``), never retrains or
+re-attacks, and writes to ``dir/leaderboard/`` (or ``out``):
+
+- ``model_info/<dataset>/<threat model>/<model id>.json``: one model card per run in RobustBench's
+  ``model_info`` layout (RobustBench/robustbench, ``model_info/cifar10/Linf/*.json``) with the same fields
+  (``link, name, authors, additional_data, number_forward_passes, dataset, venue, architecture, eps,
+  clean_acc, reported, autoattack_acc, unreliable, footnote``), numbers as floats instead of strings, and
+  ours added: regularizers and their parameters, seed, n_examples, every attack's configuration and curve,
+  self-check flags, brain-alignment scores, package versions and commit. Accuracies are percentages, as in
+  RobustBench; ``eps`` is in native [0, 1] pixel units. The cards validate against
+  ``leaderboard_schema.json`` (shipped beside this module).
+- ``leaderboard.parquet``: one row per run, one column per attack and strength (needs pyarrow).
+- ``leaderboard.html``: a self-contained table (inline script, no network) that sorts and filters.
+
+The headline number is honest about what ran: ``robust_acc`` is the worst accuracy over every attack of the
+threat model evaluated at the headline ``eps``; ``autoattack_acc`` is AutoAttack's accuracy there, and None
+(with a footnote) when AutoAttack was not run, rather than a weaker attack's number under its name.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.resources
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+from brainalign import results
+from brainalign.config import read_yaml
+from brainalign.errors import BrainAlignError, ConfigError
+from brainalign.io import write_json, write_text
+
+SCHEMA_FILE = "leaderboard_schema.json"
+CARD_FORMAT = "brainalign-model-card/1"
+THREAT_MODELS = ("Linf", "L2")
+OUT_DIR = "leaderboard"
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of a model card."""
+    return json.loads(importlib.resources.files("brainalign").joinpath(SCHEMA_FILE).read_text())
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else 100.0 * float(value)
+
+
+def _entries(result: dict[str, Any], norm: str) -> dict[str, dict[str, Any]]:
+    return {k: e for k, e in result.get("robustness", {}).items() if e.get("norm") == norm}
+
+
+def _acc_at(entry: dict[str, Any], eps: float) -> float | None:
+    for e, a in zip(entry.get("eps", []), entry.get("accuracy", []), strict=False):
+        if math.isclose(float(e), eps, rel_tol=1e-9, abs_tol=1e-12) and a is not None:
+            return float(a)
+    return None
+
+
+def _unreliable(self_checks: Any) -> bool:
+    """Whether any self-check failed: ``reliable: false``, a ``False`` flag, or an entry with ``passed: false``."""
+    if isinstance(self_checks, bool):
+        return not self_checks
+    if isinstance(self_checks, dict):
+        if isinstance(self_checks.get("reliable"), bool):
+            return not self_checks["reliable"]
+        if isinstance(self_checks.get("passed"), bool):
+            return not self_checks["passed"]
+        return any(_unreliable(v) for v in self_checks.values())
+    if isinstance(self_checks, list):
+        return any(_unreliable(v) for v in self_checks)
+    return False
+
+
+def _additional_data(result: dict[str, Any]) -> bool:
+    """Training used data beyond the classification set: a neural recording behind a regularizer."""
+    from brainalign.registry import REGULARIZERS
+
+    for reg in result.get("regularizers", []):
+        if reg.get("weight", 0) > 0 and reg.get("name") in REGULARIZERS:
+            if getattr(REGULARIZERS.info(reg["name"]), "target", None) == "recording":
+                return True
+    return False
+
+
+def _headline_eps(runs: list[dict[str, Any]], norm: str) -> float | None:
+    """The largest strength > 0 that every run with attacks of ``norm`` evaluated (so models compare)."""
+    common: set[float] | None = None
+    for run in runs:
+        entries = _entries(run["result"], norm)
+        if not entries:
+            continue
+        evaluated = {float(e) for entry in entries.values() for e in entry.get("eps", []) if float(e) > 0}
+        common = evaluated if common is None else common & evaluated
+    return max(common) if common else None
+
+
+def model_card(run: dict[str, Any], threat_model: str, eps: float | None) -> dict[str, Any]:
+    """One run's model card (RobustBench fields plus ours) for ``threat_model`` at ``eps``."""
+    result, config = run["result"], run["config"]
+    model = config.get("model", {})
+    entries = _entries(result, threat_model) if threat_model in THREAT_MODELS else {}
+    at_eps = {k: _acc_at(e, eps) for k, e in entries.items()} if eps is not None else {}
+    at_eps = {k: a for k, a in at_eps.items() if a is not None}
+    robust_attack = min(at_eps, key=at_eps.get) if at_eps else None
+    auto = [a for k, a in at_eps.items() if entries[k].get("attack", "").startswith("autoattack")]
+    headline = entries.get(robust_attack, {}) if robust_attack else {}
+    self_checks = result.get("selfchecks", result.get("self_checks"))
+    unreliable = (not result["reliable"]) if isinstance(result.get("reliable"), bool) else _unreliable(self_checks)
+    notes = []
+    if robust_attack is None:
+        notes.append("no Lp attack evaluated at a common strength; robust_acc is empty")
+    else:
+        notes.append(f"robust_acc: worst of {', '.join(sorted(at_eps))} at eps {eps:g} "
+                     f"(native [0, 1] pixel units) on {headline.get('n_examples')} test images")
+    if robust_attack is not None and not auto:
+        notes.append("AutoAttack was not run, so autoattack_acc is empty")
+    if unreliable:
+        reasons = self_checks.get("reasons") if isinstance(self_checks, dict) else None
+        notes.append("a self-check failed" + (f": {'; '.join(map(str, reasons))}" if reasons else ""))
+    if result.get("simulated_data"):
+        notes.append("regularized with SIMULATED brain data")
+    return {
+        "link": "",
+        "name": run["id"],
+        "authors": "",
+        "additional_data": _additional_data(result),
+        "number_forward_passes": 1,
+        "dataset": result.get("data", config.get("data", {}).get("name", "")),
+        "venue": "N/A",
+        "architecture": f"{model.get('name', result.get('model', ''))} (width {model.get('width')})",
+        "eps": eps if robust_attack is not None else None,
+        "clean_acc": _pct(result.get("clean_accuracy")),
+        "reported": None,
+        "autoattack_acc": _pct(min(auto)) if auto else None,
+        "unreliable": unreliable,
+        "footnote": "; ".join(notes),
+        # brainalign's fields
+        "format": CARD_FORMAT,
+        "threat_model": threat_model,
+        "robust_acc": _pct(at_eps[robust_attack]) if robust_attack else None,
+        "robust_attack": robust_attack,
+        "n_examples": headline.get("n_examples", config.get("eval", {}).get("n_examples")),
+        "n_test": result.get("n_test"),
+        "experiment": result.get("experiment"),
+        "run_name": result.get("name"),
+        "seed": result.get("seed"),
+        "run_dir": run["rel"],
+        "regularizers": [{"name": r.get("name"), "weight": float(r.get("weight", 0.0)),
+                          "control": r.get("control", "none"), "params": r.get("params", {})}
+                         for r in result.get("regularizers", [])],
+        "defences": result.get("defences", []),
+        "simulated_data": bool(result.get("simulated_data", False)),
+        "attacks": [
+            {"key": k, "attack": e.get("attack", k), "norm": e.get("norm", "none"), "family": e.get("family"),
+             "params": e.get("params", {}), "eps": [float(x) for x in e.get("eps", [])],
+             "accuracy": [_pct(a) for a in e.get("accuracy", [])], "auc": _pct(e.get("auc")),
+             "n_examples": e.get("n_examples")}
+            for k, e in result.get("robustness", {}).items()
+        ],
+        "self_checks": self_checks,
+        "brain_alignment": result.get("alignment", result.get("brain_alignment")),
+        "training": {k: config.get("train", {}).get(k) for k in ("epochs", "batch_size", "optimizer", "lr")},
+        "versions": {"brainalign": result.get("package_version"), "torch": result.get("torch_version"),
+                     "python": result.get("python_version")},
+        "commit": result.get("git_commit"),
+        "schema_version": result.get("schema_version"),
+    }
+
+
+def _read_runs(root: Path) -> list[dict[str, Any]]:
+    runs = []
+    for run_dir in results.find_runs(root):
+        rel = run_dir.relative_to(root)
+        runs.append({
+            "dir": run_dir,
+            "rel": str(rel) if str(rel) != "." else run_dir.name,
+            "id": "__".join(rel.parts) if rel.parts else run_dir.name,
+            "result": results.read_result(run_dir),
+            "config": read_yaml(run_dir / results.CONFIG),
+        })
+    return runs
+
+
+def _row(card: dict[str, Any]) -> dict[str, Any]:
+    row = {
+        "model": card["name"], "experiment": card["experiment"], "run": card["run_name"], "seed": card["seed"],
+        "dataset": card["dataset"], "architecture": card["architecture"],
+        "regularizers": " + ".join(f"{r['name']}(w={r['weight']:g})" for r in card["regularizers"]) or "none",
+        "regularizer_params": json.dumps([r["params"] for r in card["regularizers"]], sort_keys=True),
+        "threat_model": card["threat_model"], "eps": card["eps"], "clean_acc": card["clean_acc"],
+        "robust_acc": card["robust_acc"], "robust_attack": card["robust_attack"],
+        "autoattack_acc": card["autoattack_acc"], "n_examples": card["n_examples"],
+        "unreliable": card["unreliable"], "simulated_data": card["simulated_data"],
+        "additional_data": card["additional_data"], "commit": card["commit"],
+        "brainalign_version": card["versions"]["brainalign"],
+    }
+    for attack in card["attacks"]:
+        for e, a in zip(attack["eps"], attack["accuracy"], strict=False):
+            row[f"{attack['key']}@{e:g}"] = a
+    return row
+
+
+def build_leaderboard(root: str | Path, out: str | Path | None = None, *, threat_model: str | None = None,
+                      eps: float | None = None) -> Path:
+    """Aggregate the finished run folders below ``root``; returns the output folder.
+
+    Args:
+        root: an experiment folder or any folder above run folders.
+        out: output folder (default ``root/leaderboard``).
+        threat_model: ``Linf`` or ``L2`` for every card (default: per run, Linf if it was attacked in Linf,
+            else L2).
+        eps: the headline strength (default: per threat model, the largest strength > 0 that every run
+            evaluated).
+    """
+    root = Path(root)
+    out = Path(out) if out is not None else root / OUT_DIR
+    if threat_model is not None and threat_model not in THREAT_MODELS:
+        raise ConfigError(f"threat_model must be one of {', '.join(THREAT_MODELS)}, got {threat_model!r}")
+    runs = _read_runs(root)
+    if not runs:
+        raise BrainAlignError(f"{root}: no finished run folders (with {results.RESULT}) below it")
+    headline = {norm: eps if eps is not None else _headline_eps(runs, norm) for norm in THREAT_MODELS}
+    cards = []
+    for run in runs:
+        norm = threat_model or next((n for n in THREAT_MODELS if _entries(run["result"], n)), "none")
+        card = model_card(run, norm, headline.get(norm))
+        folder = out / "model_info" / _safe(card["dataset"]) / norm
+        write_json(folder / f"{_safe(card['name'])}.json", card)
+        cards.append(card)
+    rows = [_row(c) for c in cards]
+    _write_parquet(out / "leaderboard.parquet", rows)
+    write_text(out / "leaderboard.html", render_html(rows, title=f"brainalign leaderboard: {root}"))
+    return out
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._=-" else "_" for c in str(name)) or "_"
+
+
+def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        warnings.warn("pyarrow is not installed: leaderboard.parquet skipped (pip install 'brainalign[sweep]')",
+                      stacklevel=3)
+        return
+    import pandas as pd
+
+    from brainalign.io import atomic_path
+
+    frame = pd.DataFrame(rows)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+_SCRIPT = """
+const table = document.getElementById('board');
+const body = table.tBodies[0];
+let sortCol = -1, sortDir = 1;
+function cellValue(row, i) {
+  const c = row.cells[i];
+  if (c.dataset.v !== undefined) return c.dataset.v === '' ? null : parseFloat(c.dataset.v);
+  return c.textContent;
+}
+function sortBy(i) {
+  sortDir = (sortCol === i) ? -sortDir : -1;
+  sortCol = i;
+  const rows = Array.from(body.rows);
+  rows.sort((a, b) => {
+    const x = cellValue(a, i), y = cellValue(b, i);
+    if (x === null) return 1; if (y === null) return -1;
+    if (typeof x === 'number' && typeof y === 'number') return sortDir * (x - y);
+    return sortDir * String(x).localeCompare(String(y));
+  });
+  rows.forEach(r => body.appendChild(r));
+  Array.from(table.tHead.rows[0].cells).forEach((c, j) =>
+    c.setAttribute('aria-sort', j === i ? (sortDir > 0 ? 'ascending' : 'descending') : 'none'));
+}
+Array.from(table.tHead.rows[0].cells).forEach((c, i) => c.addEventListener('click', () => sortBy(i)));
+document.getElementById('filter').addEventListener('input', e => {
+  const terms = e.target.value.toLowerCase().split(/\\s+/).filter(Boolean);
+  let shown = 0;
+  Array.from(body.rows).forEach(r => {
+    const text = r.textContent.toLowerCase();
+    const keep = terms.every(t => text.includes(t));
+    r.hidden = !keep; shown += keep;
+  });
+  document.getElementById('count').textContent = shown + ' of ' + body.rows.length + ' models';
+});
+"""
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; white-space: nowrap; }
+th { background: #f3f3f3; cursor: pointer; position: sticky; top: 0; }
+td.t { text-align: left; }
+tr.unreliable td { background: #fde8e8; }
+input { width: 30em; padding: 0.3em; margin-bottom: 0.8em; }
+"""
+
+
+def render_html(rows: list[dict[str, Any]], title: str = "brainalign leaderboard") -> str:
+    """A self-contained HTML table of leaderboard rows: click a header to sort, type to filter."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    rows = sorted(rows, key=lambda r: (r.get("robust_acc") is None, -(r.get("robust_acc") or 0.0)))
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return '<td data-v=""></td>'
+        if isinstance(value, bool):
+            return f'<td class="t">{"yes" if value else "no"}</td>'
+        if isinstance(value, (int, float)):
+            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            return f'<td data-v="{value!r}">{shown}</td>'
+        return f'<td class="t">{html.escape(str(value))}</td>'
+
+    head = "".join(f'<th aria-sort="none">{html.escape(c)}</th>' for c in columns)
+    body = "\n".join(
+        f'<tr{" class=unreliable" if r.get("unreliable") else ""}>' + "".join(cell(r.get(c)) for c in columns)
+        + "</tr>" for r in rows)
+    notes = ("Accuracies in percent. robust_acc: the worst attack evaluated at eps (native [0, 1] pixel units). "
+             "Rows in red failed a self-check. Click a column to sort; type to filter (all words must match).")
+    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n<p>{notes}</p>\n"
+            f'<input id=filter type=search placeholder="filter, e.g. pixel_similarity seed" aria-label=filter> '
+            f'<span id=count>{len(rows)} of {len(rows)} models</span>\n'
+            f"<table id=board><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>\n"
+            f"<script>{_SCRIPT}</script></body></html>\n")

@@ -1,0 +1,111 @@
+"""The leaderboard: RobustBench-layout model cards valid against their schema, Parquet, and HTML."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from brainalign.config import parse_config
+from brainalign.errors import BrainAlignError, ConfigError
+from brainalign.io import read_json
+from brainalign.leaderboard import build_leaderboard, render_html, schema
+
+jsonschema = pytest.importorskip("jsonschema")
+ROBUSTBENCH_FIELDS = {  # RobustBench/robustbench model_info/cifar10/Linf/*.json, with numbers as floats
+    "link": str, "name": str, "authors": str, "additional_data": bool, "number_forward_passes": int,
+    "dataset": str, "venue": str, "architecture": str, "eps": float, "clean_acc": float, "unreliable": bool,
+    "footnote": str,
+}
+
+
+def validate(card):
+    jsonschema.validate(card, schema(), cls=jsonschema.Draft202012Validator)
+
+
+def config(tmp_path, name, seed=0, **extra):
+    return parse_config({"experiment": "lb", "name": name, "seed": seed, "out_dir": str(tmp_path / "runs"),
+                         "model": {"name": "small_cnn", "width": 8}, **extra})
+
+
+def test_the_schema_is_a_valid_json_schema():
+    jsonschema.Draft202012Validator.check_schema(schema())
+    assert {"link", "name", "clean_acc", "autoattack_acc", "eps", "unreliable"} <= set(schema()["required"])
+
+
+def test_a_trained_runs_card_has_robustbench_fields_as_floats_and_ours(trained_run, tmp_path):
+    config, run_dir = trained_run
+    out = build_leaderboard(run_dir.parent, tmp_path / "board")
+    card = read_json(out / "model_info" / "digits" / "Linf" / "pixel__seed3.json")
+    validate(card)
+    for field, kind in ROBUSTBENCH_FIELDS.items():
+        assert isinstance(card[field], kind), field
+    result = read_json(run_dir / "result.json")
+    assert card["clean_acc"] == pytest.approx(100 * result["clean_accuracy"])
+    entry = result["robustness"]["pgd_linf[steps=3]"]
+    assert card["eps"] == 0.1 and card["robust_acc"] == pytest.approx(100 * entry["accuracy"][1])
+    assert card["autoattack_acc"] is None and "AutoAttack was not run" in card["footnote"]
+    assert card["seed"] == 3 and card["n_examples"] == 120 and card["commit"] == result["git_commit"]
+    assert card["versions"]["torch"] == result["torch_version"]
+    assert card["attacks"][0]["params"] == {"steps": 3}
+    assert card["unreliable"] is (not result["reliable"]) and card["self_checks"] == result["selfchecks"]
+    assert card["regularizers"] == [{"name": "pixel_similarity", "weight": 0.5, "control": "none",
+                                     "params": {"threshold": 0.4}}]
+    assert card["additional_data"] is False  # pixel targets come from the training images, not a recording
+
+
+def test_robust_accuracy_is_the_worst_attack_at_the_common_eps_and_failed_self_checks_are_flagged(
+        tmp_path, fake_run):
+    pgd = {"eps": [0.0, 0.05, 0.1], "accuracy": [0.9, 0.5, 0.30]}
+    auto = {"attack": "autoattack_linf", "eps": [0.0, 0.05], "accuracy": [0.9, 0.40]}
+    fake_run(config(tmp_path, "a"), 0.95, {"pgd_linf[steps=10]": pgd, "autoattack_linf": auto},
+             selfchecks={"reliable": False, "reasons": ["gradient masking: loss did not rise"],
+                         "checks": {"gradient_masking": {"passed": False, "skipped": False}}}, reliable=False,
+             alignment={"V4": {"predictivity": 0.41}})
+    fake_run(config(tmp_path, "b", regularizers=[{"name": "pixel_similarity", "weight": 4.0,
+                                                  "params": {"threshold": 0.2}}]),
+             0.90, {"pgd_linf[steps=10]": {"eps": [0.0, 0.05], "accuracy": [0.9, 0.45]},
+                    "fgsm": {"attack": "fgsm", "eps": [0.0, 0.05], "accuracy": [0.9, 0.55]}},
+             self_checks={"gradient_masking": {"passed": True}})  # an older layout: flags only
+    out = build_leaderboard(tmp_path / "runs")
+    a = read_json(out / "model_info" / "digits" / "Linf" / "lb__a__seed0.json")
+    b = read_json(out / "model_info" / "digits" / "Linf" / "lb__b__seed0.json")
+    for card in (a, b):
+        validate(card)
+        assert card["eps"] == 0.05  # the largest strength both runs evaluated
+    assert a["robust_acc"] == pytest.approx(40.0) and a["robust_attack"] == "autoattack_linf"
+    assert a["autoattack_acc"] == pytest.approx(40.0)
+    assert a["unreliable"] is True and "gradient masking: loss did not rise" in a["footnote"]
+    assert a["brain_alignment"] == {"V4": {"predictivity": 0.41}}
+    assert b["robust_acc"] == pytest.approx(45.0) and b["robust_attack"] == "pgd_linf[steps=10]"
+    assert b["unreliable"] is False
+    assert b["regularizers"] == [{"name": "pixel_similarity", "weight": 4.0, "control": "none",
+                                  "params": {"threshold": 0.2}}]
+
+    import pandas as pd
+
+    table = pd.read_parquet(out / "leaderboard.parquet").set_index("model")
+    assert table.loc["lb__a__seed0", "robust_acc"] == pytest.approx(40.0)
+    assert table.loc["lb__b__seed0", "fgsm@0.05"] == pytest.approx(55.0)
+    assert table.loc["lb__b__seed0", "regularizers"] == "pixel_similarity(w=4)"
+
+    page = (out / "leaderboard.html").read_text()
+    assert "<script>" in page and "addEventListener('click'" in page and "id=filter" in page
+    assert not re.search(r"(src|href)=[\"']?(https?:)?//", page)  # self-contained: nothing fetched
+    assert page.index("lb__b__seed0") < page.index("lb__a__seed0")  # sorted by robust accuracy
+    assert "class=unreliable" in page
+
+
+def test_html_escapes_what_it_shows():
+    page = render_html([{"model": "<script>alert(1)</script>", "robust_acc": 1.0}])
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+def test_bad_input_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BrainAlignError, match="no finished run folders"):
+        build_leaderboard(tmp_path / "empty")
+    with pytest.raises(BrainAlignError, match="not a folder"):
+        build_leaderboard(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="threat_model must be one of Linf, L2"):
+        build_leaderboard(tmp_path / "empty", threat_model="L1")
