@@ -242,6 +242,8 @@ def _fit_parallel(trainee: Trainee, run_dir: Path, world: World, progress: bool)
             model.train()
             for reg, _ in trainee.regularizers:
                 reg.on_epoch_start(model, x_all, epoch)
+            if trainee.defence is not None:
+                trainee.defence.on_epoch_start(epoch)
             perm = torch.randperm(len(y_all), generator=gen)
             sums: dict[str, float] = {}
             steps = 0

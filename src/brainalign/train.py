@@ -28,6 +28,7 @@ from tqdm import tqdm
 from brainalign import results
 from brainalign.config import RunConfig, parse_config, read_yaml
 from brainalign.data import DataSplits, load_data
+from brainalign.defences import build_defence, defence_record
 from brainalign.errors import ConfigError
 from brainalign.io import load_checkpoint, save_checkpoint, write_yaml
 from brainalign.models import BrainModel, build_model
@@ -87,7 +88,6 @@ class Trainee:
 
 def build_trainee(config: RunConfig) -> Trainee:
     """Data, model, regularizers, defence and optimiser for a run; fails before training on bad settings."""
-    from brainalign.defences import build_defence
     from brainalign.regularizers import build_regularizers
 
     data = load_data(config.data)
@@ -222,6 +222,8 @@ def _fit(trainee: Trainee, run_dir: Path, progress: bool) -> None:
         model.train()
         for reg, _ in trainee.regularizers:
             reg.on_epoch_start(model, x_all, epoch)
+        if trainee.defence is not None:
+            trainee.defence.on_epoch_start(epoch)
         perm = torch.randperm(len(y_all), generator=gen)
         sums: dict[str, float] = {}
         steps = 0
@@ -259,7 +261,7 @@ def finish_run(trainee: Trainee, run_dir: Path, rows: list[dict[str, float]], ex
                 {"name": r.name, "weight": r.weight, "control": r.control, "params": r.params}
                 for r in config.regularizers
             ],
-            "defences": [{"name": d.name, "params": d.params} for d in config.defences],
+            "defences": [defence_record(d, trainee.defence) for d in config.defences],
             "regularization_targets": [getattr(reg, "target_info", {}) for reg, _ in trainee.regularizers],
             "simulated_data": any(
                 getattr(getattr(reg, "reg_set", None), "simulated", False) for reg, _ in trainee.regularizers
