@@ -31,8 +31,9 @@ def demo(
     from brainalign.demo import run_demo
 
     experiment_dir = run_demo(out, quick=quick, seeds=seeds, workers=workers)
-    typer.echo(f"wrote {experiment_dir / 'summary.json'} and {experiment_dir / 'report.md'}")
-    typer.echo((experiment_dir / "report.md").read_text())
+    typer.echo((experiment_dir / "summary.md").read_text())
+    typer.echo(f"wrote {experiment_dir / 'summary.json'}, {experiment_dir / 'study.json'} and the report: "
+               f"{experiment_dir / 'report.html'} (also report.md, report.json)")
 
 
 @app.command()

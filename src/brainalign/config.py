@@ -111,6 +111,7 @@ class EvalConfig(_Strict):
     suite: str = Field("quick", description="named suite (quick, standard, full) used when attacks is empty")
     attacks: list[AttackSpec] = Field(default_factory=list)
     n_examples: int | None = Field(None, ge=1, description="test images attacked (None: all)")
+    selfcheck_examples: int = Field(200, ge=10, description="test images the self-checks re-attack")
     batch_size: int = Field(256, ge=1)
 
 

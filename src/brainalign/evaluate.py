@@ -107,13 +107,20 @@ def suite_specs(suite: str, channels: int | None = None) -> list[AttackSpec]:
 def attack_flags(
     model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, strength: float, seed: int, batch_size: int
 ) -> torch.Tensor:
-    """Per-example outcome (True = still classified correctly) of one attack at one strength."""
+    """Per-example outcome (True = still classified correctly) of one attack at one strength.
+
+    A norm-bounded attack at eps 0 cannot move the image, so its outcome is the clean one (not attacked).
+    """
     attack = ATTACKS.get(spec.name)
+    info = ATTACKS.info(spec.name)
     gen = generator(seed, spec.key, strength)
     flags = []
     for i in range(0, len(y), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-        x_adv = attack(model, xb, yb, strength, generator=gen, **spec.params)
+        if strength == 0 and info.norm in ("Linf", "L2"):
+            x_adv = xb
+        else:
+            x_adv = attack(model, xb, yb, strength, generator=gen, **spec.params)
         with torch.no_grad():
             flags.append(model(x_adv).argmax(1) == yb)
     return torch.cat(flags)
@@ -184,7 +191,8 @@ def evaluate_run(
     if todo or "selfchecks" not in result:
         # Gradient masking, weak attacks, stochastic models without EOT: any failure marks the result unreliable.
         result["selfchecks"] = run_selfchecks(model, x, y, robustness, num_classes=data.num_classes,
-                                              seed=config.seed, batch_size=config.eval.batch_size)
+                                              seed=config.seed, batch_size=config.eval.batch_size,
+                                              n_check=config.eval.selfcheck_examples)
         result["reliable"] = result["selfchecks"]["reliable"]
         results.write_result(run_dir, result)
     return result

@@ -163,19 +163,26 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def _claim_run_dir(config: RunConfig) -> Path:
-    """Create the run folder, or check that an existing one was written by this same configuration."""
+    """Create the run folder, or check that an existing one was written by this same configuration.
+
+    Only the ``eval`` section may differ (it does not change what was trained): it is updated, and the
+    evaluation then adds the new attacks without re-running finished ones.
+    """
     run_dir = config.run_dir
     saved = run_dir / results.CONFIG
+    current = config.to_dict()
     if saved.exists():
         previous = parse_config(read_yaml(saved)).to_dict()
-        if previous != config.to_dict():
-            diff = sorted(k for k in config.to_dict() if previous.get(k) != config.to_dict()[k])
+        diff = sorted(k for k in current if k != "eval" and previous.get(k) != current[k])
+        if diff:
             raise ConfigError(
                 f"{run_dir} holds a run of another configuration (differs in: {', '.join(diff)}); "
                 f"choose another name, experiment or out_dir"
             )
+        if previous["eval"] != current["eval"]:
+            write_yaml(saved, current)
     else:
-        write_yaml(saved, config.to_dict())
+        write_yaml(saved, current)
     return run_dir
 
 

@@ -26,6 +26,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from brainalign.errors import ConfigError, DataError
@@ -88,6 +89,12 @@ class RegularizationSet:
         return int(self.images.shape[0])
 
 
+#: Up to this many stimuli or target columns the random control matches the covariance exactly (thin SVD);
+#: beyond, it keeps RANDOM_CONTROL_COMPONENTS leading components exactly and the rest as per-column variance.
+EXACT_RANDOM_CONTROL = 4096
+RANDOM_CONTROL_COMPONENTS = 256
+
+
 def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
     """A uniformly random permutation of ``range(n)`` that leaves no element in place (n >= 2).
 
@@ -110,21 +117,40 @@ def apply_control(targets: torch.Tensor, control: str, generator: torch.Generato
     """Return the control version of a target matrix (N, F): shuffled rows, or random with matched stats.
 
     ``shuffled`` is a derangement: every stimulus meets another stimulus's target row (a permutation with
-    fixed points would leave part of the real pairing in place).
+    fixed points would leave part of the real pairing in place). ``random`` matches the mean and covariance
+    exactly up to ``EXACT_RANDOM_CONTROL`` stimuli or columns, and approximately beyond (see below).
     """
     if control == "none":
         return targets
     if control == "shuffled":
         return targets[derangement(targets.shape[0], generator)].clone()
     if control == "random":
-        x = targets.double()
-        mean = x.mean(0)
-        # Matched mean and covariance: z S V' / sqrt(N - 1) from the thin SVD of the centred targets,
-        # O(N F) memory, never N x N.
-        _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
-        z = torch.randn(x.shape[0], s.shape[0], generator=generator, dtype=torch.float64)
-        samples = (z * s) @ vh / np.sqrt(max(x.shape[0] - 1, 1))
-        return (samples + mean).float()
+        n, f = targets.shape
+        mean = torch.sum(targets, 0, dtype=torch.float64) / n
+        if min(n, f) <= EXACT_RANDOM_CONTROL:
+            # Matched mean and covariance: z S V' / sqrt(N - 1) from the thin SVD of the centred targets,
+            # O(N F) memory, never N x N.
+            _, s, vh = torch.linalg.svd(targets.double() - mean, full_matrices=False)
+            z = torch.randn(n, s.shape[0], generator=generator, dtype=torch.float64)
+            samples = (z * s) @ vh / np.sqrt(max(n - 1, 1))
+            return (samples + mean).float()
+        # Large N and F (e.g. NSD): the leading components exactly (randomised SVD), the remaining variance
+        # of each column as independent noise, so means and variances match exactly and covariances up to
+        # the discarded components' off-diagonal part.
+        centred = targets.float() - mean.float()
+        state = torch.random.get_rng_state()
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
+        try:
+            _, s, v = torch.svd_lowrank(centred, q=min(RANDOM_CONTROL_COMPONENTS, n, f), niter=2)
+        finally:
+            torch.random.set_rng_state(state)
+        scale = float(np.sqrt(max(n - 1, 1)))
+        z = torch.randn(n, s.shape[0], generator=generator)
+        samples = (z * (s / scale)) @ v.T
+        explained = ((s / scale) ** 2) @ (v.T ** 2)  # (F,) variance of each column the components carry
+        residual = (centred.pow(2).sum(0) / max(n - 1, 1) - explained).clamp_min(0)
+        samples += torch.randn(n, f, generator=generator) * residual.sqrt()
+        return samples + mean.float()
     raise ConfigError(f"unknown control {control!r}; valid: none, shuffled, random")
 
 
@@ -154,10 +180,16 @@ class Regularizer(nn.Module, ABC):
         """Whether ``transform_ce`` changes the classification loss (it must then be the run's first term)."""
         return False
 
-    def setup(self, model: nn.Module, reg_set: RegularizationSet | None) -> None:
-        """Validate against the model and data before training starts; precompute targets."""
+    def setup(self, model: nn.Module, reg_set: RegularizationSet | None, probe: torch.Tensor | None = None) -> None:
+        """Validate against the model and data before training starts; precompute targets.
+
+        ``probe``: a few classification images, for regularizers without a set that must size their state.
+        """
         self.resolve_layers(model)
         self.reg_set = reg_set
+
+    def check_run(self, config, data) -> None:
+        """Check the run's settings (batch sizes, number of steps) before training; raise ConfigError."""
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Indices into the regularization set for one step (default: a random batch without replacement)."""
@@ -175,6 +207,12 @@ class Regularizer(nn.Module, ABC):
     @abstractmethod
     def forward(self, features: dict[str, torch.Tensor], index: torch.Tensor | None) -> torch.Tensor:
         """The regularization term (a scalar) from the named layers' features of the sampled stimuli."""
+
+
+def check_choice(field: str, value, allowed: tuple) -> None:
+    """ConfigError unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        raise ConfigError(f"{field} must be one of {', '.join(map(str, allowed))}; got {value!r}")
 
 
 def default_layers(model: nn.Module, which: str, penultimate: str | None = None) -> tuple[str, ...]:
@@ -215,3 +253,24 @@ def zero_term(features: dict[str, torch.Tensor]) -> torch.Tensor:
     """A zero scalar on the features' device and dtype (for steps on which a term is skipped)."""
     first = next(iter(features.values()))
     return torch.zeros((), dtype=first.dtype, device=first.device)
+
+
+def readout_features(features: dict[str, torch.Tensor], layers: tuple[str, ...], pool: int | None) -> torch.Tensor:
+    """Concatenate the layers, each average-pooled to pool x pool when spatial (None: as is), flattened: (B, D)."""
+    parts = []
+    for name in layers:
+        f = features[name]
+        if f.dim() == 4 and pool is not None:
+            f = F.adaptive_avg_pool2d(f, pool)
+        parts.append(flat(f))
+    return torch.cat(parts, 1)
+
+
+def readout_dim(shapes: dict[str, tuple[int, ...]], layers: tuple[str, ...], pool: int | None) -> int:
+    """Width of :func:`readout_features` for per-sample feature shapes."""
+    dim = 0
+    for name in layers:
+        shape = shapes[name]
+        spatial = len(shape) == 3 and pool is not None
+        dim += shape[0] * pool * pool if spatial else int(torch.tensor(shape).prod())
+    return dim

@@ -1,0 +1,234 @@
+"""Regularization sets from a run's config: which stimuli each regularizer sees and what its targets are.
+
+Target options live in a regularizer's ``params`` beside its own parameters and are consumed here:
+
+- ``targets``: ``average`` (trial-averaged responses; default), ``reliability`` (averaged, each neuroid
+  scaled by its reliability, neuroids with reliability <= 0 dropped: Li et al.'s weighting) or ``predicted``
+  (a frozen random-feature ridge predictor fitted to the recording: "denoised" targets, see ``predictor``).
+- ``stimuli``: ``recording`` (default) or ``train``: the predictor's pseudo-targets for the run's training
+  images (Shao et al.'s guidance; needs ``targets: predicted``).
+- ``split``: ``auto`` (default: the recording's ``train`` split when it has one besides others, so that its
+  held-out stimuli stay unseen), a split name, or ``all``.
+- ``region``: keep the neuroids of one region or a list (per-ROI guidance).
+- ``time_window``: [start_ms, end_ms) of the time bins kept; ``time_average``: average them (Dapello et al.'s
+  70-170 ms mean).
+- ``standardize``: z-score each target column across stimuli (puts MSE on a common scale).
+- ``max_stimuli``: keep the first N stimuli of the set (Attias et al. regularized with 5,000 images). The only
+  option that also applies to pixel and image sets.
+
+Simulated loaders get the run's training images (ids ``train-00000``, ...) unless their options name images,
+so the simulated brain sees exactly the images the model trains on. Real recordings provide their own images
+(``load_images`` at the data's size and channels).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from brainalign.errors import ConfigError, DataError
+from brainalign.regularizers.base import RegularizationSet, check_choice
+from brainalign.regularizers.diagnostics import pixel_rows
+from brainalign.regularizers.predictor import fit_predictor
+
+TARGET_OPTIONS = ("targets", "stimuli", "split", "region", "time_window", "time_average", "standardize",
+                  "max_stimuli")
+PIXEL_OPTIONS = ("max_stimuli",)
+
+
+@dataclass
+class TargetOptions:
+    targets: str = "average"
+    stimuli: str = "recording"
+    split: str = "auto"
+    region: str | list[str] | None = None
+    time_window: list[float] | None = None
+    time_average: bool = False
+    standardize: bool = False
+    max_stimuli: int | None = None
+
+    def __post_init__(self):
+        check_choice("targets", self.targets, ("average", "reliability", "predicted"))
+        check_choice("stimuli", self.stimuli, ("recording", "train"))
+        if self.stimuli == "train" and self.targets != "predicted":
+            raise ConfigError("stimuli: train needs targets: predicted (responses to the training images come "
+                              "from a predictor fitted to the recording)")
+        if self.max_stimuli is not None and (not isinstance(self.max_stimuli, int) or self.max_stimuli < 2):
+            raise ConfigError(f"max_stimuli must be an integer >= 2, got {self.max_stimuli!r}")
+        if self.time_window is not None and (not isinstance(self.time_window, (list, tuple))
+                                             or len(self.time_window) != 2):
+            raise ConfigError(f"time_window must be [start_ms, end_ms], got {self.time_window!r}")
+
+
+@dataclass
+class BuiltSet:
+    """A regularization set and the facts about its targets (for ``target_info``)."""
+
+    reg_set: RegularizationSet
+    info: dict = field(default_factory=dict)
+
+
+def split_params(params: dict) -> tuple[dict, dict]:
+    """(target options, the regularizer's own parameters)."""
+    opts = {k: v for k, v in params.items() if k in TARGET_OPTIONS}
+    rest = {k: v for k, v in params.items() if k not in TARGET_OPTIONS}
+    return opts, rest
+
+
+def train_ids(n: int) -> list[str]:
+    return [f"train-{i:05d}" for i in range(n)]
+
+
+class RecordingCache:
+    """Recordings loaded once per build, shared by the regularizers that name the same one."""
+
+    def __init__(self):
+        self._cache: dict[str, tuple] = {}
+
+    def load(self, rec_cfg, data) -> tuple[object, torch.Tensor, list[str], bool]:
+        """(recording, images (N, C, H, W) at the data's size, stimulus ids, simulated)."""
+        key = json.dumps([rec_cfg.name, rec_cfg.path, rec_cfg.options], sort_keys=True, default=str)
+        if key not in self._cache:
+            self._cache[key] = _load(rec_cfg, data)
+        return self._cache[key]
+
+
+def _load(rec_cfg, data):
+    try:
+        from brainalign.neural import load_recording
+    except ImportError as exc:  # pragma: no cover - the neural package is part of brainalign
+        raise ConfigError(f"recording {rec_cfg.name!r}: brainalign.neural is not available ({exc})") from None
+    from brainalign.registry import NEURAL_LOADERS
+
+    entry = NEURAL_LOADERS.entry(rec_cfg.name)
+    simulated = bool(getattr(entry.info, "simulated", False))
+    options = dict(rec_cfg.options)
+    give_train_images = simulated and "images" not in options
+    if give_train_images:
+        ids = train_ids(len(data.train))
+        options.update(images=data.train.images.numpy(), labels=data.train.labels.numpy(), stimulus_ids=ids)
+    rec = load_recording(rec_cfg.name, rec_cfg.path, **options)
+    simulated = simulated or bool(rec.attrs.get("simulated", False))
+    rec_ids = [str(s) for s in rec.stimulus_ids]
+    if give_train_images:
+        if rec_ids != ids:
+            if len(rec_ids) != len(ids):
+                why = f"{len(rec_ids)} stimuli for {len(ids)} images"
+            else:
+                k = next(k for k, (a, b) in enumerate(zip(rec_ids, ids, strict=True)) if a != b)
+                why = f"stimulus {k} is {rec_ids[k]!r}, expected {ids[k]!r}"
+            raise DataError(f"recording {rec_cfg.name!r}: its stimulus ids do not match the training images it was "
+                            f"given ({why})")
+        images = data.train.images
+    else:
+        images = torch.as_tensor(np.asarray(rec.load_images(size=data.image_size, channels=data.in_channels),
+                                            dtype=np.float32))
+        if images.shape[0] != len(rec_ids):
+            raise DataError(f"recording {rec_cfg.name!r}: {images.shape[0]} images for {len(rec_ids)} stimulus ids")
+        if tuple(images.shape[1:]) != tuple(data.train.images.shape[1:]):
+            raise DataError(f"recording {rec_cfg.name!r}: images of shape {tuple(images.shape[1:])} do not match the "
+                            f"classification images {tuple(data.train.images.shape[1:])}")
+    return rec, images, rec_ids, simulated
+
+
+def _select_split(rec, split: str):
+    meta = getattr(rec, "stimulus_meta", None)
+    splits = set(meta["split"]) if meta is not None and "split" in meta else set()
+    if split == "all":
+        return rec, "all"
+    if split == "auto":
+        if "train" in splits and len(splits) > 1:
+            return rec.split("train"), "train"
+        return rec, "all"
+    return rec.split(split), split
+
+
+def _reliability(rec) -> np.ndarray:
+    meta = rec.neuroid_meta
+    rel = meta["reliability"].to_numpy(dtype=np.float64) if meta is not None and "reliability" in meta else None
+    if rel is None or not np.isfinite(rel).any():
+        if rec.n_reps < 2:
+            raise DataError("targets: reliability needs reliabilities in neuroid_meta or repeated presentations")
+        rel = np.nanmean(rec.noise_ceiling("spearman_brown"), axis=1)
+    return np.nan_to_num(rel, nan=0.0).clip(min=0.0)
+
+
+def recording_set(rec_cfg, data, opts: TargetOptions, cache: RecordingCache, seed: int) -> BuiltSet:
+    """Stimuli and neural targets (N, neuroid * time) of a recording, per the target options."""
+    rec, images, ids, simulated = cache.load(rec_cfg, data)
+    n_all = len(ids)
+    rec, split = _select_split(rec, opts.split)
+    if split != "all":
+        keep = [ids.index(str(s)) for s in rec.stimulus_ids]
+        images, ids = images[keep], [ids[k] for k in keep]
+    if opts.region is not None:
+        rec = rec.select_neuroids(region=opts.region)
+    if opts.time_window is not None:
+        rec = rec.select_time(float(opts.time_window[0]), float(opts.time_window[1]))
+    avg = rec.average()  # (N, neuroid, time)
+    if opts.time_average:
+        avg = avg.mean(2, keepdims=True)
+    bad = ~np.isfinite(avg)
+    if bad.any():
+        raise DataError(f"recording {rec_cfg.name!r}: {int(bad.sum())} averaged responses are NaN or infinite "
+                        f"(stimuli without a valid repetition?); drop those stimuli or neuroids first")
+    info: dict = {"source": f"recording:{rec_cfg.name}", "split": split, "n_recording_stimuli": n_all,
+                  "targets": opts.targets, "stimuli": opts.stimuli}
+    if opts.targets == "reliability":
+        w = _reliability(rec)
+        if not (w > 0).any():
+            raise DataError(f"recording {rec_cfg.name!r}: no neuroid has a positive reliability")
+        avg = avg[:, w > 0] * w[w > 0][None, :, None].astype(np.float32)
+        info["neuroids_kept"] = int((w > 0).sum())
+    targets = torch.from_numpy(np.ascontiguousarray(avg.reshape(avg.shape[0], -1), dtype=np.float32))
+    shape = tuple(int(s) for s in avg.shape[1:])
+    if opts.targets == "predicted":
+        predictor = fit_predictor(images, targets, seed=seed)
+        info["predictor"] = predictor.describe()
+        if opts.stimuli == "train":
+            images, ids = data.train.images, train_ids(len(data.train))
+        targets = predictor.predict(images)
+    if opts.max_stimuli is not None:
+        images, ids, targets = images[: opts.max_stimuli], ids[: opts.max_stimuli], targets[: opts.max_stimuli]
+    if opts.standardize:
+        targets = (targets - targets.mean(0)) / targets.std(0).clamp_min(1e-8)
+    _check_varies(targets, rec_cfg.name)
+    desc = f"{rec_cfg.name} {opts.targets} responses" + (" (simulated)" if simulated else "")
+    reg_set = RegularizationSet(images.contiguous(), ids, targets, target_shape=shape, description=desc,
+                                simulated=simulated)
+    info.update({"recording": rec_cfg.name, "n_stimuli": len(ids), "target_shape": list(shape)})
+    return BuiltSet(reg_set, info)
+
+
+def _check_varies(targets: torch.Tensor, name: str) -> None:
+    if targets.shape[0] >= 2 and float(targets.double().std(0).max()) == 0.0:
+        raise DataError(f"{name}: the targets are the same for every stimulus; there is nothing to align to")
+
+
+def pixel_set(data, rec_cfg, cache: RecordingCache, with_targets: bool = True,
+              max_stimuli: int | None = None) -> BuiltSet:
+    """The run's training images (or a recording's images) with mean-subtracted, channel-averaged pixels."""
+    if rec_cfg is not None:
+        _, images, ids, _ = cache.load(rec_cfg, data)
+        source = f"images of recording:{rec_cfg.name}"
+    else:
+        images, ids = data.train.images, train_ids(len(data.train))
+        source = "training images"
+    if max_stimuli is not None:
+        images, ids = images[:max_stimuli], ids[:max_stimuli]
+    targets = shape = None
+    if with_targets:
+        rows = pixel_rows(images)
+        targets = rows - rows.mean(0, keepdim=True)  # (N, H*W), mean image subtracted
+        shape = tuple(images.shape[-2:])
+        _check_varies(targets, source)
+    desc = f"pixels of the {source}" if with_targets else source
+    reg_set = RegularizationSet(images.contiguous(), ids, targets, target_shape=shape or (), description=desc,
+                                simulated=False)  # pixels are never simulated neural data
+    info = {"source": "pixels" if with_targets else "images", "images": source, "n_stimuli": len(ids)}
+    if shape:
+        info["target_shape"] = list(shape)
+    return BuiltSet(reg_set, info)
