@@ -55,7 +55,7 @@ def unfrozen_loss(model, x, y, gen, eps, steps):
     return F.cross_entropy(model(x_adv), y), logits
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=8, help="image side (default 8: the digits)")
     parser.add_argument("--width", type=int, default=16, help="small_cnn width")
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
                         help="cpu: process CPU time (default on the CPU); wall: elapsed time")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -54,7 +54,7 @@ def simulate(n: int, d: int, t: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return x, y
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every dimension (default 1 = full)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions of each method (median)")
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--loo-dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS/torch threads for both methods (default: the libraries' defaults)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
         threadpool_limits(args.threads)

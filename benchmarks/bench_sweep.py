@@ -97,12 +97,12 @@ def sweep_file(folder: Path, experiment: str, epochs: int, trials: int, concurre
     return path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--trials", type=int, default=8, help="an even number (seeds x 2 learning rates)")
     parser.add_argument("--concurrent", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import ray
     import torch
