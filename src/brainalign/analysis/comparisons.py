@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from brainalign.analysis.runs import (
+    PGD_ATTACKS,
     Run,
     by_condition,
     find_baseline,
@@ -306,7 +307,7 @@ def strong_attack_check(source: str | Path | Iterable[Run], pgd_key: str | None 
             same norm. When no strong attack was run the result says so ("computed": False).
     """
     runs = load_runs(source)
-    pgd_key = headline_attack(runs, pgd_key)
+    pgd_key = headline_attack(runs, pgd_key, preferred=PGD_ATTACKS)
     strong_key = strong_key or (_strong_key(runs, pgd_key) if pgd_key else None)
     base = find_baseline(runs, baseline)
     if pgd_key is None or strong_key is None or base is None:

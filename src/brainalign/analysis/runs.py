@@ -163,12 +163,18 @@ def attack_keys(runs: Iterable[Run]) -> list[str]:
     return list(keys)
 
 
-_PREFERRED = ("pgd_linf", "pgd_l2", "fgsm")
+# Headline numbers come from the strongest attack that was run, never from PGD alone when a stronger one
+# exists (AutoAttack, then APGD-T, then APGD-CE, then PGD with the most steps), Linf before L2.
+_PREFERRED = ("autoattack_linf", "apgd_t_linf", "apgd_ce_linf", "pgd_linf",
+              "autoattack_l2", "apgd_t_l2", "apgd_ce_l2", "pgd_l2", "fgsm")
+PGD_ATTACKS = ("pgd_linf", "pgd_l2")
 
 
-def headline_attack(runs: Iterable[Run], attack: str | None = None) -> str | None:
-    """The attack key a summary leads with: ``attack`` if given (it must exist), else the PGD-Linf key with
-    the most steps, else PGD-L2, else FGSM, else the first key; None if no run was attacked."""
+def headline_attack(runs: Iterable[Run], attack: str | None = None,
+                    preferred: tuple[str, ...] = _PREFERRED) -> str | None:
+    """The attack key a summary leads with: ``attack`` if given (it must exist), else the first of
+    ``preferred`` that was run (with the most steps among its keys), else the first key; None if no run
+    was attacked."""
     runs = list(runs)
     keys = attack_keys(runs)
     if attack is not None:
@@ -178,7 +184,7 @@ def headline_attack(runs: Iterable[Run], attack: str | None = None) -> str | Non
     if not keys:
         return None
     entries = {k: next(r.robustness[k] for r in runs if k in r.robustness) for k in keys}
-    for name in _PREFERRED:
+    for name in preferred:
         matching = [k for k in keys if entries[k].get("attack", k.split("[")[0]) == name]
         if matching:
             return max(matching, key=lambda k: (int((entries[k].get("params") or {}).get("steps", 0) or 0),

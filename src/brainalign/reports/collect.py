@@ -165,7 +165,7 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
         _not_computed("no baseline condition" if not base else "no attack results"),
         "structure_specific": _safe(structure_specific_gains, runs, attack=key, baseline=base, n_boot=n_boot,
                                     level=level, seed=seed) if key else _not_computed("no attack results"),
-        "strong_attack": _safe(strong_attack_check, runs, key, baseline=base) if key else
+        "strong_attack": _safe(strong_attack_check, runs, baseline=base) if key else
         _not_computed("no attack results"),
         "target_diagnostics": diagnostics,
         "study": study,
