@@ -78,3 +78,17 @@ def test_quick_demo_end_to_end(capsys, tmp_path):
     assert "| baseline | 3 |" in out
     for name in ("study.json", "report.html", "report.md", "report.json"):
         assert (folder / name).exists(), name
+
+
+def test_data_inspect_shows_target_diagnostics(capsys):
+    code, out, _ = run(capsys, "data", "inspect", "sim_it", "--option", "n_stimuli=200", "--no-ceilings")
+    assert code == 0
+    assert "SIMULATED" in out
+    line = next(ln for ln in out.splitlines() if "as a similarity target" in ln)
+    pixel_r = float(line.split("pixel r ")[1].split(",")[0])
+    assert -1.0 <= pixel_r < 0.8  # the simulated IT area is, by construction, not mostly pixels
+
+
+def test_data_inspect_bad_path(capsys, tmp_path):
+    code, _, err = run(capsys, "data", "inspect", str(tmp_path / "nothing"))
+    assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1

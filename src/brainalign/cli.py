@@ -142,10 +142,23 @@ def data_inspect(
     import json
 
     from brainalign.neural import format_inspection, inspect_recording
+    from brainalign.neural.inspection import resolve_recording
+    from brainalign.regularizers.diagnostics import recording_diagnostics
     from brainalign.study import parse_options
 
-    info = inspect_recording(path_or_name, loader=loader, ceilings=ceilings, **parse_options(option or []))
-    typer.echo(json.dumps(info, indent=2) if json_ else format_inspection(info))
+    recording, name = resolve_recording(path_or_name, loader, parse_options(option or []))
+    info = inspect_recording(recording, loader=name or None, ceilings=ceilings)
+    info["target_diagnostics"] = recording_diagnostics(recording)
+    if json_:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(format_inspection(info))
+    d = info["target_diagnostics"]
+    pixel_r = "n/a (no images)" if d["pixel_correlation"] is None else f"{d['pixel_correlation']:.2f}"
+    typer.echo(f"  as a similarity target: pixel r {pixel_r}, zero share {d['zero_share']:.2f}, "
+               f"effective rank {d['effective_rank']:.1f} of {min(d['n_stimuli'], 400)}")
+    for warning in d["warnings"]:
+        typer.echo(f"  warning: {warning}")
 
 
 @data_app.command("simulate")

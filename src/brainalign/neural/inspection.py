@@ -21,7 +21,8 @@ _CEILINGS = (("splithalf", {"bound": "lower"}, "split-half lower (THINGS-EEG2)")
              ("oracle", {}, "jackknife oracle correlation (Sinz lab)"))
 
 
-def _resolve(path_or_name, loader: str | None, options: dict) -> tuple[NeuralRecording, str]:
+def resolve_recording(path_or_name, loader: str | None, options: dict) -> tuple[NeuralRecording, str]:
+    """The recording a path, loader name or recording object stands for, and the loader's name."""
     if isinstance(path_or_name, NeuralRecording):
         return path_or_name, loader or ""
     text = str(path_or_name)
@@ -56,7 +57,7 @@ def inspect_recording(path_or_name: str | os.PathLike | NeuralRecording, loader:
         Noise ceilings are medians (and 10th/90th percentiles) over neuroids and time bins; for
         time-resolved data also the time bin where the median over neuroids peaks.
     """
-    rec, name = _resolve(path_or_name, loader, options)
+    rec, name = resolve_recording(path_or_name, loader, options)
     counts = rec.rep_counts
     nm = rec.neuroid_meta
     t = rec.time_ms

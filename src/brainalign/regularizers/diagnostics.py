@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from brainalign.regularizers._similarity import sample_pairs, threshold_similarity, unit_rows
@@ -180,3 +181,15 @@ def compare_targets(a: PairTarget, b: PairTarget, *, n_pairs: int = 20_000, seed
     rms = float((va - vb).pow(2).mean().sqrt())
     return {"rms_difference": rms, "agreement": float(((va - vb).abs() < 0.05).double().mean()),
             "correlation": _pearson(va, vb), "near_identical": bool(rms <= DECORRELATION_RMS)}
+
+
+def recording_diagnostics(recording, *, n_pairs: int = 20_000, seed: int = 0) -> dict:
+    """Diagnostics of a recording's trial-averaged responses used as a similarity target.
+
+    The pixel correlation is against the recording's own images (when it has an image source), so a
+    "neural" target that is mostly pixels or mostly decorrelation is flagged before anyone trains on it.
+    """
+    avg = np.asarray(recording.average(), dtype=np.float32)  # (stimulus, neuroid, time)
+    rows = torch.as_tensor(np.nan_to_num(avg.reshape(avg.shape[0], -1)))
+    pixels = torch.as_tensor(recording.load_images()) if recording.images is not None else None
+    return target_diagnostics(rows_target(rows), pixels, n_pairs=n_pairs, seed=seed)
