@@ -34,7 +34,6 @@ Only rank 0 writes: the run folder, checkpoints (resumable as in ``train``), ``m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -47,15 +46,14 @@ from torch import nn
 from brainalign import results
 from brainalign.config import RunConfig, load_config
 from brainalign.errors import BrainAlignError, ConfigError
-from brainalign.io import load_checkpoint, save_checkpoint
 from brainalign.train import (
     Trainee,
     _claim_run_dir,
-    accuracy,
     build_trainee,
+    end_epoch,
     finish_run,
-    generator,
-    learning_rate,
+    resume,
+    start_epoch,
     train_step,
 )
 
@@ -219,13 +217,8 @@ def _fit_parallel(trainee: Trainee, run_dir: Path, world: World, progress: bool)
     """``brainalign.train._fit`` with sharded batches, averaged gradients and rank-0 writes."""
     import torch.distributed as dist
 
-    config, data, model = trainee.config, trainee.data, trainee.model
-    start, rows = 0, []
-    if (run_dir / results.CHECKPOINT).exists():
-        tensors, meta = load_checkpoint(run_dir / results.CHECKPOINT)
-        trainee.load_state_tensors(tensors)
-        start = int(meta["epoch"]) + 1
-        rows = json.loads(meta["metrics"])
+    config, data = trainee.config, trainee.data
+    start, rows = resume(trainee, run_dir)
     device = config.train.device
     x_all, y_all = data.train.images, data.train.labels
     bs = config.train.batch_size
@@ -235,16 +228,7 @@ def _fit_parallel(trainee: Trainee, run_dir: Path, world: World, progress: bool)
         lambda *_: average_gradients(params, step_weight[0], world))
     try:
         for epoch in range(start, config.train.epochs):
-            gen = generator(config.seed, "epoch", epoch)
-            lr = learning_rate(config, epoch)
-            for group in trainee.optimizer.param_groups:
-                group["lr"] = lr
-            model.train()
-            for reg, _ in trainee.regularizers:
-                reg.on_epoch_start(model, x_all, epoch)
-            if trainee.defence is not None:
-                trainee.defence.on_epoch_start(epoch)
-            perm = torch.randperm(len(y_all), generator=gen)
+            gen, lr, perm = start_epoch(trainee, epoch)
             sums: dict[str, float] = {}
             steps = 0
             for i in range(0, len(perm), bs):
@@ -263,16 +247,9 @@ def _fit_parallel(trainee: Trainee, run_dir: Path, world: World, progress: bool)
                 sums = dict(zip(keys, total.tolist(), strict=True))
             if not world.is_main:
                 continue
-            row = {"epoch": float(epoch), "lr": lr}
-            row.update({k: v / steps for k, v in sums.items() if k != "correct"})
-            row["train_accuracy"] = sums["correct"] / len(y_all)
-            row["val_accuracy"] = accuracy(model, data.val.images, data.val.labels)
-            rows.append(row)
+            row = end_epoch(trainee, run_dir, rows, epoch, lr, sums, steps)
             if progress:
                 print(f"epoch {epoch}: loss {row['loss']:.3f} val {row['val_accuracy']:.3f}", file=sys.stderr)
-            save_checkpoint(run_dir / results.CHECKPOINT, trainee.state_tensors(),
-                            {"epoch": str(epoch), "metrics": json.dumps(rows)})
-            results.write_metrics(run_dir / results.METRICS, rows)
     finally:
         hook.remove()
     if world.is_main:

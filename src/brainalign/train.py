@@ -201,14 +201,49 @@ def train(config: RunConfig, *, progress: bool = True, evaluate: bool = True) ->
     return run_dir
 
 
+def resume(trainee: Trainee, run_dir: Path) -> tuple[int, list[dict[str, float]]]:
+    """Load the run's checkpoint if there is one: (first epoch to run, metrics rows so far)."""
+    if not (run_dir / results.CHECKPOINT).exists():
+        return 0, []
+    tensors, meta = load_checkpoint(run_dir / results.CHECKPOINT)
+    trainee.load_state_tensors(tensors)
+    # The checkpoint, not metrics.csv, is the source of truth for the rows.
+    return int(meta["epoch"]) + 1, json.loads(meta["metrics"])
+
+
+def start_epoch(trainee: Trainee, epoch: int) -> tuple[torch.Generator, float, torch.Tensor]:
+    """Set the epoch's learning rate and hooks; return its generator, learning rate and batch order."""
+    config = trainee.config
+    gen = generator(config.seed, "epoch", epoch)
+    lr = learning_rate(config, epoch)
+    for group in trainee.optimizer.param_groups:
+        group["lr"] = lr
+    trainee.model.train()
+    for reg, _ in trainee.regularizers:
+        reg.on_epoch_start(trainee.model, trainee.data.train.images, epoch)
+    if trainee.defence is not None:
+        trainee.defence.on_epoch_start(epoch)
+    return gen, lr, torch.randperm(len(trainee.data.train.labels), generator=gen)
+
+
+def end_epoch(trainee: Trainee, run_dir: Path, rows: list[dict[str, float]], epoch: int, lr: float,
+              sums: dict[str, float], steps: int) -> dict[str, float]:
+    """Append the epoch's metrics row, then write the checkpoint (carrying the rows) and metrics.csv."""
+    data = trainee.data
+    row = {"epoch": float(epoch), "lr": lr}
+    row.update({k: v / steps for k, v in sums.items() if k != "correct"})
+    row["train_accuracy"] = sums["correct"] / len(data.train.labels)
+    row["val_accuracy"] = accuracy(trainee.model, data.val.images, data.val.labels)
+    rows.append(row)
+    save_checkpoint(run_dir / results.CHECKPOINT, trainee.state_tensors(),
+                    {"epoch": str(epoch), "metrics": json.dumps(rows)})
+    results.write_metrics(run_dir / results.METRICS, rows)
+    return row
+
+
 def _fit(trainee: Trainee, run_dir: Path, progress: bool) -> None:
-    config, data, model = trainee.config, trainee.data, trainee.model
-    start, rows = 0, []
-    if (run_dir / results.CHECKPOINT).exists():
-        tensors, meta = load_checkpoint(run_dir / results.CHECKPOINT)
-        trainee.load_state_tensors(tensors)
-        start = int(meta["epoch"]) + 1
-        rows = json.loads(meta["metrics"])  # the checkpoint, not metrics.csv, is the source of truth
+    config, data = trainee.config, trainee.data
+    start, rows = resume(trainee, run_dir)
     device = config.train.device
     x_all, y_all = data.train.images, data.train.labels
     bs = config.train.batch_size
@@ -222,16 +257,7 @@ def _fit(trainee: Trainee, run_dir: Path, progress: bool) -> None:
         total=config.train.epochs,
     )
     for epoch in bar:
-        gen = generator(config.seed, "epoch", epoch)
-        lr = learning_rate(config, epoch)
-        for group in trainee.optimizer.param_groups:
-            group["lr"] = lr
-        model.train()
-        for reg, _ in trainee.regularizers:
-            reg.on_epoch_start(model, x_all, epoch)
-        if trainee.defence is not None:
-            trainee.defence.on_epoch_start(epoch)
-        perm = torch.randperm(len(y_all), generator=gen)
+        gen, lr, perm = start_epoch(trainee, epoch)
         sums: dict[str, float] = {}
         steps = 0
         for i in range(0, len(perm), bs):
@@ -240,15 +266,8 @@ def _fit(trainee: Trainee, run_dir: Path, progress: bool) -> None:
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             steps += 1
-        row = {"epoch": float(epoch), "lr": lr}
-        row.update({k: v / steps for k, v in sums.items() if k != "correct"})
-        row["train_accuracy"] = sums["correct"] / len(y_all)
-        row["val_accuracy"] = accuracy(model, data.val.images, data.val.labels)
-        rows.append(row)
+        row = end_epoch(trainee, run_dir, rows, epoch, lr, sums, steps)
         bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row['val_accuracy']:.3f}")
-        save_checkpoint(run_dir / results.CHECKPOINT, trainee.state_tensors(),
-                        {"epoch": str(epoch), "metrics": json.dumps(rows)})
-        results.write_metrics(run_dir / results.METRICS, rows)
     finish_run(trainee, run_dir, rows)
 
 
