@@ -141,10 +141,10 @@ def data_inspect(
     """Stimuli, repetitions, neuroids, time bins, regions and noise ceilings of a recording."""
     import json
 
+    from brainalign.config import parse_options
     from brainalign.neural import format_inspection, inspect_recording
     from brainalign.neural.inspection import resolve_recording
     from brainalign.regularizers.diagnostics import recording_diagnostics
-    from brainalign.study import parse_options
 
     recording, name = resolve_recording(path_or_name, loader, parse_options(option or []))
     info = inspect_recording(recording, loader=name or None, ceilings=ceilings)
@@ -171,8 +171,8 @@ def data_simulate(
     = None,
 ) -> None:
     """Write a SIMULATED recording in a published on-disk format (for trying loaders and pipelines)."""
+    from brainalign.config import parse_options
     from brainalign.neural import simulate_to_disk
-    from brainalign.study import parse_options
 
     path = simulate_to_disk(kind, out, fmt=format_, seed=seed, **parse_options(option or []))
     typer.echo(f"wrote simulated {kind} data: {path}")
@@ -195,7 +195,8 @@ def study(
     ceiling: Annotated[str | None, typer.Option(help="divide r by this noise ceiling (e.g. splithalf)")] = None,
 ) -> None:
     """Relate every run's neural predictivity to its robustness gain; writes study.json."""
-    from brainalign.study import format_study, parse_options, run_study
+    from brainalign.config import parse_options
+    from brainalign.study import format_study, run_study
 
     spec = {"name": recording, "path": None if path is None else str(path), "options": parse_options(option or [])}
     result = run_study(experiment_dir, spec, layer or None, baseline=baseline, attack=attack, n_folds=folds,

@@ -195,18 +195,33 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
         node[parts[-1]] = value
 
 
+def parse_value(raw: str) -> Any:
+    """A command-line value parsed as YAML (numbers, lists, booleans); text that is not YAML stays text."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``section.field=value`` overrides; values are parsed as YAML (numbers, lists, booleans)."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.field=value")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        _set_dotted(data, key.strip(), value)
+        _set_dotted(data, key.strip(), parse_value(raw))
     return data
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """Flat ``key=value`` options (loader and simulation options), values parsed like overrides."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"option {item!r} must look like key=value, e.g. n_stimuli=500")
+        out[key.strip()] = parse_value(raw)
+    return out
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -456,22 +456,6 @@ def run_study(experiment_dir: str | Path, recording, layers: Sequence[str] | Non
     return read_json(experiment_dir / STUDY)
 
 
-def parse_options(items: Sequence[str]) -> dict[str, Any]:
-    """Loader options from ``key=value`` strings (values parsed as YAML: numbers, lists, booleans)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"option {item!r} must look like key=value, e.g. n_stimuli=500")
-        try:
-            out[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            out[key.strip()] = raw
-    return out
-
-
 def format_study(study: dict[str, Any]) -> str:
     """A few lines summarising a study for the terminal."""
     rec, s, corr, tc = study["recording"], study["settings"], study["correlation"], study["time_course"]

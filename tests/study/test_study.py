@@ -10,9 +10,10 @@ import pytest
 import tiny_runs
 
 from brainalign import study as study_module
+from brainalign.config import parse_options
 from brainalign.errors import ConfigError, DataError
 from brainalign.neural import load_recording
-from brainalign.study import ALIGNMENT, STUDY, format_study, parse_options, predictivity_grid, run_study
+from brainalign.study import ALIGNMENT, STUDY, format_study, predictivity_grid, run_study
 
 TIMES = [float(t) for t in np.arange(-50.0, 300.0, 10.0)]
 
