@@ -10,12 +10,13 @@ orthogonal. Differentiable, so a regularizer can minimise e.g. log(1 - CKA) as D
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from brainalign.errors import DataError
 
 
-def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def linear_cka(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Linear CKA between two representations of the same stimuli.
 
     Computed in feature space (D1 x D2 cross-covariance) or through the n x n Gram matrices, whichever
@@ -23,13 +24,17 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     similarity to anything: the result is 0 (with a finite, zero gradient) rather than 0/0.
 
     Args:
-        x: (n, D1) features, one row per stimulus; more than 2 dims are flattened after the first.
+        x: (n, D1) features, one row per stimulus (torch or numpy, e.g. from ``extract_features``);
+            more than 2 dims are flattened after the first.
         y: (n, D2) features of the same stimuli in the same order.
     Returns:
         0-dim tensor in [0, 1] in the dtype of the inputs (promoted), differentiable in both.
     Shape:
         x (n, ...), y (n, ...) -> ()
     """
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    if not (x.is_floating_point() and y.is_floating_point()):
+        raise DataError(f"linear_cka needs float features; got {x.dtype} and {y.dtype}")
     if x.shape[0] != y.shape[0]:
         raise DataError(f"linear_cka needs the same stimuli in both: x has {x.shape[0]} rows, y {y.shape[0]}")
     if x.shape[0] < 2:

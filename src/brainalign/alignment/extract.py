@@ -41,7 +41,7 @@ def _projection(d: int, max_dim: int, seed: int, layer_index: int, device: torch
 
 
 @torch.no_grad()
-def extract_features(model, images, layers: Sequence[str], *, batch_size: int = 64,
+def extract_features(model, images, layers: str | Sequence[str], *, batch_size: int = 64,
                      device: str | torch.device = "cpu", pool: str = "none", max_dim: int | None = None,
                      seed: int = 0) -> dict[str, np.ndarray]:
     """Run ``images`` through ``model`` and return the named layers' outputs, one row per image.
@@ -52,7 +52,7 @@ def extract_features(model, images, layers: Sequence[str], *, batch_size: int = 
     Args:
         model: a :class:`~brainalign.models.base.BrainModel` (anything with ``features(x, names)``).
         images: (N, C, H, W) in [0, 1], numpy or torch; moved to ``device`` one batch at a time.
-        layers: names from ``model.layer_names``.
+        layers: a name from ``model.layer_names``, or a list of them.
         batch_size: images per forward pass.
         device: where to run the model (the model is moved there).
         pool: ``"none"`` (flatten) or ``"avg"`` (global average over space), see the module docstring.
@@ -61,7 +61,7 @@ def extract_features(model, images, layers: Sequence[str], *, batch_size: int = 
     Returns:
         {layer: (N, D_layer) float32 array}, in the order of ``layers``.
     """
-    layers = list(layers)
+    layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:
         raise ConfigError("extract_features needs at least one layer name")
     if pool not in POOLS:

@@ -40,6 +40,7 @@ class Run:
     path: Path
     result: dict[str, Any]
     _flags: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    _loaded: tuple[Any, Any, Any] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -85,12 +86,72 @@ class Run:
     def outcomes(self, attack_key: str, eps: float) -> np.ndarray | None:
         return self.flags.get(flag_key(attack_key, eps))
 
+    @property
+    def clean_accuracy(self) -> float:
+        """Clean test accuracy (NaN when result.json has none)."""
+        value = self.result.get("clean_accuracy")
+        return float("nan") if value is None else float(value)
+
+    @property
+    def headline_accuracy(self) -> float | None:
+        """Robust accuracy under the one headline attack (:mod:`brainalign.headline`), or None if not run."""
+        from brainalign.headline import headline_accuracy
+
+        return headline_accuracy(self)
+
+    @property
+    def metrics(self) -> list[dict[str, float]]:
+        """metrics.csv: one row per epoch (loss, regularizer terms, learning rate, accuracies)."""
+        return results.read_metrics(self.path / results.METRICS)
+
+    def load(self) -> tuple[Any, Any, Any]:
+        """(config, data splits, trained model in eval mode on the CPU), built from the run folder; cached."""
+        if self._loaded is None:
+            from brainalign.train import load_trained_model
+
+            self._loaded = load_trained_model(self.path)
+        return self._loaded
+
+    @property
+    def config(self):
+        """The run's validated :class:`~brainalign.config.RunConfig`, as it was trained."""
+        return self.load()[0]
+
+    @property
+    def data(self):
+        """The run's :class:`~brainalign.data.DataSplits` (train / val / test, the same split as in training)."""
+        return self.load()[1]
+
+    @property
+    def model(self):
+        """The trained model (eval mode, CPU): ``model(x)`` takes images in [0, 1] and returns logits."""
+        return self.load()[2]
+
     def curve(self, attack_key: str) -> tuple[list[float], list[float]] | None:
         """(eps, accuracy) of one attack, or None when this run was not attacked with it."""
         entry = self.robustness.get(attack_key)
         if not entry or not entry.get("eps"):
             return None
         return [float(e) for e in entry["eps"]], [float("nan") if a is None else float(a) for a in entry["accuracy"]]
+
+
+def load_run(path: str | Path) -> Run:
+    """One finished run folder as a :class:`Run`: results, per-example outcomes, metrics, and (loaded on
+    first use) its config, data splits and trained model.
+
+    Example::
+
+        import brainalign
+        run = brainalign.load_run("runs/demo/baseline__seed0")
+        run.clean_accuracy, run.headline_accuracy
+        logits = run.model(run.data.test.images[:8])
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"{path}: not a folder; give a run folder such as runs/demo/baseline__seed0")
+    if not (path / results.CONFIG).is_file():
+        raise DataError(f"{path}: not a run folder (no {results.CONFIG})")
+    return Run(path, results.read_result(path))
 
 
 def load_runs(source: str | Path | Iterable[Run]) -> list[Run]:
