@@ -32,7 +32,7 @@ CASES = {
     # while cross-validated ridge predictivity of the same layer barely moves (~0.57 -> 0.58) on sim_v1.
     "neural_prediction": ({"weight": 10.0, "recording": SIM_V1, "params": {"standardize": True}}, "cka", +1),
     "cka": ({"weight": 1.0, "recording": SIM_V1, "params": {"warmup_steps": 0}}, "cka", +1),
-    "dcca": ({"weight": 1.0, "recording": SIM_V1, "params": {"hidden": [64]}}, "cca", +1),
+    "dcca": ({"weight": 1.0, "recording": SIM_V1, "params": {"hidden": [64], "layers": ["fc"]}}, "cca", +1),
     # The paper's detached anchor lets a ReLU layer shrink as a whole (docs/regularizers.md): at weight 0.3 it
     # collapsed to chance on 2 of 5 seeds. With the anchor's gradient the term is scale-invariant. Its full-data
     # spectrum on this 32-unit layer (most units dead) does not move reliably against the baseline's in 4 epochs,
