@@ -137,7 +137,7 @@ def train_step(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Ge
             term = reg(cls_feats, None)
         else:
             index = reg.sample(len(reg.reg_set), gen)
-            feats = model.features(reg.reg_set.images[index].to(device), reg.layers)
+            feats = reg.stimulus_features(model, reg.reg_set.images[index].to(device))
             term = reg(feats, index)
         loss = loss + weight * term
         logs[f"reg{i}"] = term.item()

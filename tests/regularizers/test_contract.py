@@ -25,7 +25,7 @@ PARAMS = {
     "decorrelation": {"layers": ["conv2", "fc"], "batch_size": 8},
     "neural_prediction": {"layers": ["fc"], "batch_size": 6},
     "cka": {"layers": ["fc"], "batch_size": 8, "warmup_steps": 0},
-    "dcca": {"layers": ["fc"], "batch_size": 8, "hidden": [8], "out_dim": 3, "r1": 1e-6, "r2": 1e-6},
+    "dcca": {"layers": ["fc"], "batch_size": 8, "hidden": [8], "out_dim": 3, "r1": 1e-6, "r2": 1e-6, "pca": None},
     "spectral": {"layers": ["fc"], "tau": 3},
 }
 SPECTRAL_BATCH = 24  # > the fc width (16)
@@ -154,7 +154,7 @@ def test_minimal_at_its_own_target(case):
     if case.name == "cka":
         assert best == pytest.approx(math.log(case.reg.eps), abs=0.05)
     if case.name == "dcca":
-        k = case.reg.out_dim
+        k = case.reg.out_dim * (case.reg.lam if case.reg.weighting == "convex" else 1.0)  # convex: lam L
         assert -k <= best < -0.9 * k
 
 

@@ -292,3 +292,32 @@ def test_predictor_recovers_a_pixel_driven_population_and_is_deterministic():
     assert fit_predictor(images, noise, seed=3, n_filters=8).heldout_r < 0.2
     with pytest.raises(DataError):
         fit_predictor(images[:5], responses[:5])
+
+
+def test_spectral_rounding_noise_is_not_part_of_the_spectrum():
+    # Dead ReLU units give eigenvalues of 1e-17 .. 1e-27 (sign and size depend on the CPU kernel). Below
+    # 1e-6 x the largest they count as zero, as exact zeros and negative values do.
+    eigs = torch.tensor([4.0, 2.0, 1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    clean = float(spectral_penalty(eigs, tau=1))
+    for noise in (1e-17, 1e-27, -1e-20, 3.9e-6):
+        noisy = eigs.clone()
+        noisy[4:] = noise
+        assert float(spectral_penalty(noisy, tau=1)) == clean
+    kept = eigs.clone()
+    kept[4] = 4.1e-6  # above the tolerance: a (tiny) part of the spectrum, far below its 1/n value
+    assert float(spectral_penalty(kept, tau=1)) > clean + 0.9 / 6
+    # An anchor at the noise level: nothing to compare with, the term is 0 rather than a blow-up.
+    assert float(spectral_penalty(torch.tensor([1.0, 1e-9, 1e-10, 1e-11]), tau=1)) == 0.0
+
+
+@pytest.mark.parametrize("anchor_gradient", [False, True])
+def test_spectral_scale_gradient_follows_the_anchor_choice(anchor_gradient):
+    # A spectrum whose tail lies above 1/n. With the paper's detached anchor, shrinking the whole layer lowers
+    # the term (d R / d scale > 0): what collapses a ReLU layer. With the anchor's gradient R is scale-invariant.
+    base = 1.0 / torch.arange(1, 41, dtype=torch.float64) ** 0.5
+    scale = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    spectral_penalty(scale * base, tau=10, anchor_gradient=anchor_gradient).backward()
+    if anchor_gradient:
+        assert abs(float(scale.grad)) < 1e-12
+    else:
+        assert float(scale.grad) > 0.1

@@ -54,7 +54,8 @@ def _construct(name: str, cls, params: dict, reg_batch_size: int) -> Regularizer
                           f"{', '.join(sorted(set(accepted)))}" + ("" if name in _NO_TARGETS else
                                                                    f" (target options: {', '.join(TARGET_OPTIONS)})"))
     kwargs = dict(params)
-    if "batch_size" in accepted and "batch_size" not in kwargs:
+    # A method whose paper fixes its neural batch (cka: 128) keeps it; the others take the run's.
+    if "batch_size" in sig.parameters and sig.parameters["batch_size"].default is None and "batch_size" not in kwargs:
         kwargs["batch_size"] = reg_batch_size
     try:
         return cls(**kwargs)
@@ -79,6 +80,21 @@ def _diagnostics(reg: Regularizer, info: RegularizerInfo, reg_set: Regularizatio
     return target_diagnostics(target, pixels, seed=seed, neural=info.target == "recording")
 
 
+def _default_window(spec, info: RegularizerInfo, opts: TargetOptions, cache: RecordingCache, data) -> str:
+    """Apply the paper's time window (a target default) unless ``params`` set one; where the recording has no
+    time bin inside it, keep the recording's own stated window. Returns a note for ``target_info``."""
+    default = dict(info.target_defaults).get("time_window")
+    if default is None or "time_window" in spec.params:
+        return ""
+    rec = cache.load(spec.recording, data)[0]
+    times = rec.time_ms
+    if ((times >= default[0]) & (times < default[1])).any():
+        return f"{default[0]:g}-{default[1]:g} ms ({info.reference.split(' (')[0]})"
+    opts.time_window = None
+    return (f"the recording's own window ({float(times[0]):g}-{float(times[-1]):g} ms bins): none in "
+            f"{default[0]:g}-{default[1]:g} ms")
+
+
 def build_regularizers(config, model, data) -> list[tuple[Regularizer, float]]:
     """(regularizer, weight) pairs for a run, set up and validated before training starts.
 
@@ -100,6 +116,7 @@ def build_regularizers(config, model, data) -> list[tuple[Regularizer, float]]:
         info: RegularizerInfo = entry.info
         where = f"regularizers.{k} ({spec.name})"
         opts, params = split_params(spec.params)
+        opts = {**dict(info.target_defaults), **opts}  # the paper's target options unless params set them
         allowed = TARGET_OPTIONS if info.target == "recording" else PIXEL_OPTIONS if info.target != "none" else ()
         if set(opts) - set(allowed):
             raise ConfigError(f"{where}: option {sorted(set(opts) - set(allowed))[0]!r} applies only to "
@@ -135,8 +152,11 @@ def build_regularizers(config, model, data) -> list[tuple[Regularizer, float]]:
         built = None
         try:
             if info.target == "recording":
+                window_note = _default_window(spec, info, target_opts, cache, data)
                 built = recording_set(spec.recording, data, target_opts, cache,
                                       derive_seed(config.seed, "predictor", k))
+                if window_note:
+                    built.info["time_window"] = window_note
             elif info.target in ("pixels", "images"):
                 built = pixel_set(data, spec.recording, cache, with_targets=info.target == "pixels",
                                   max_stimuli=target_opts.max_stimuli)
@@ -159,6 +179,7 @@ def build_regularizers(config, model, data) -> list[tuple[Regularizer, float]]:
                                                       derive_seed(config.seed, "diagnostics", k))
         else:
             target_info["source"] = "none"
+        target_info.update(reg.run_facts())
         reg.target_info = target_info
         out.append((reg, spec.weight))
     return out

@@ -40,8 +40,11 @@ class RegularizerInfo:
     stream: Literal["regularization", "classification"] = "regularization"
     reference: str = ""  # the paper
     is_control: bool = False  # a control condition (decorrelation, pixel_continuous, ...)
-    default_layers: Literal["stages", "penultimate"] = "penultimate"  # used when params give no ``layers``
+    default_layers: Literal["stages", "penultimate", "first"] = "penultimate"  # when params give no ``layers``
     kind: Literal["similarity", "prediction", "alignment", "spectrum"] = "similarity"
+    #: target options (``regularizers.targets``) that this method's paper fixes, used unless ``params`` set
+    #: them, e.g. Dapello et al.'s 70-170 ms window: ((option, value), ...)
+    target_defaults: tuple[tuple[str, object], ...] = ()
 
     @property
     def data_driven(self) -> bool:
@@ -165,7 +168,7 @@ class Regularizer(nn.Module, ABC):
     layers: tuple[str, ...] = ()
     batch_size: int = 32
     stream: str = "regularization"
-    default_layers: str = "penultimate"  # "stages" (all but the penultimate) or "penultimate"
+    default_layers: str = "penultimate"  # "stages" (all but the penultimate), "penultimate" or "first"
     target_info: dict
 
     def resolve_layers(self, model: nn.Module, penultimate: str | None = None) -> tuple[str, ...]:
@@ -200,6 +203,15 @@ class Regularizer(nn.Module, ABC):
     def on_epoch_start(self, model: nn.Module, train_images: torch.Tensor, epoch: int) -> None:
         """Hook for per-epoch work (e.g. the spectral regularizer's eigenvectors)."""
 
+    def run_facts(self) -> dict:
+        """Settings resolved for this run (e.g. a warm-up derived from its length), added to ``target_info``."""
+        return {}
+
+    def stimulus_features(self, model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The named layers' features of this term's stimuli (the training loop's second stream). Override to
+        run the model differently on them (e.g. cka's BatchNorm statistics)."""
+        return model.features(images, self.layers)
+
     def transform_ce(self, ce: torch.Tensor) -> torch.Tensor:
         """Hook for regularizers that reweight the classification loss (learned uncertainty weighting)."""
         return ce
@@ -217,7 +229,8 @@ def check_choice(field: str, value, allowed: tuple) -> None:
 
 def default_layers(model: nn.Module, which: str, penultimate: str | None = None) -> tuple[str, ...]:
     """Default layers of a model: ``stages`` = every named layer before the penultimate one (the conv stages
-    of small_cnn and the stem + four stages of a ResNet), ``penultimate`` = the layer before the classifier.
+    of small_cnn and the stem + four stages of a ResNet), ``penultimate`` = the layer before the classifier,
+    ``first`` = the first named layer, the V1-like block (small_cnn's ``conv1``, a ResNet's ``stem``).
 
     ``penultimate`` defaults to the model's last named layer (``fc`` for small_cnn, ``pool`` for ResNets).
     """
@@ -225,10 +238,12 @@ def default_layers(model: nn.Module, which: str, penultimate: str | None = None)
     pen = penultimate or names[-1]
     if which == "penultimate":
         return (pen,)
+    if which == "first":
+        return (names[0],)
     if which == "stages":
         stages = names[: names.index(pen)] if pen in names else names[:-1]
         return stages or (pen,)
-    raise ConfigError(f"unknown default layer set {which!r}; valid: stages, penultimate")
+    raise ConfigError(f"unknown default layer set {which!r}; valid: stages, penultimate, first")
 
 
 @torch.no_grad()

@@ -12,9 +12,15 @@ We compute the singular values of L1^{-1} S12 L2^{-T} (L1, L2 the Cholesky facto
 equal those of S11^{-1/2} S12 S22^{-1/2} (S^{-1/2} = U L^{-1} for an orthogonal U), without an
 eigendecomposition whose gradient is undefined at repeated eigenvalues (e.g. constant features).
 
-``weighting="convex"`` gives the paper's lambda L_DCCA + (1 - lambda) CE (set the run's weight to 1;
-lambda = 0.5 was best); ``weighting="fixed"`` gives CE + w L_DCCA. Paper details we could not verify: the
-hidden activation (sigmoid here, as in Andrew et al.) and the ridge values (1e-3 here).
+Defaults are the paper's (docs/regularizers.md has the table): the convex weighting
+lambda L_DCCA + (1 - lambda) CE with lambda = 0.5 (their best; the run's weight multiplies it and should stay 1;
+``weighting="fixed"`` gives CE + w L_DCCA); the model's first block, the V1-like one (CORnet-Z's V1 block;
+small_cnn ``conv1``, a ResNet's ``stem``), flattened; the responses projected onto their top 80 principal
+components (``pca: 80``; fitted on the regularization set's trial-averaged responses, centred; the paper took
+80 PCs per session of 10, we take them over the whole recording; fewer when the recording has fewer stimuli
+or columns; ``pca: null`` keeps the raw responses); 3 x 1024 hidden units and 10 canonical dimensions.
+Paper details we could not verify: the hidden activation (sigmoid here, as in Andrew et al.) and the ridge
+values (1e-3 here).
 """
 
 from __future__ import annotations
@@ -53,6 +59,15 @@ def cca_correlation(h1: torch.Tensor, h2: torch.Tensor, r1: float = 1e-3, r2: fl
     return torch.linalg.svdvals(t).sum()
 
 
+def principal_components(y: torch.Tensor, k: int | None) -> torch.Tensor:
+    """Centred (N, F) responses projected onto their top min(k, N - 1, F) principal components; as is if None."""
+    if k is None:
+        return y
+    yc = y.double() - y.double().mean(0, keepdim=True)
+    _, _, vh = torch.linalg.svd(yc, full_matrices=False)
+    return (yc @ vh[: min(k, y.shape[0] - 1, y.shape[1])].T).float()  # (N, k)
+
+
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str) -> nn.Sequential:
     act = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}[activation]
     layers: list[nn.Module] = []
@@ -67,28 +82,29 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str) -> 
     "dcca",
     description="Pirlot et al. 2022: deep CCA between a layer and neural responses (ridge-regularised)",
     info=RegularizerInfo(target="recording", reference="Pirlot et al. 2022, arXiv 2209.02582",
-                         default_layers="penultimate", kind="alignment"))
+                         default_layers="first", kind="alignment"))
 class DCCA(Regularizer):
     """-(sum of canonical correlations) between MLP projections of a layer and of the neural responses.
 
     Args:
-        layers: layers read, flattened and concatenated (default: the penultimate layer).
+        layers: layers read, flattened and concatenated (default: the first, V1-like block).
         hidden: hidden widths of both MLPs (paper: 1024, 1024, 1024).
         out_dim: canonical dimensions (paper: 10).
         r1, r2: ridge added to the model-side and neural-side covariances.
         activation: ``sigmoid`` (default), ``relu`` or ``tanh``.
-        weighting: ``fixed`` (CE + w L) or ``convex`` (lambda L + (1 - lambda) CE).
+        weighting: ``convex`` (lambda L + (1 - lambda) CE; the paper) or ``fixed`` (CE + w L).
         lam: lambda of the convex weighting (paper best: 0.5).
         pool: average-pool conv layers to pool x pool before flattening (default None: the whole map, as the
             paper's flattened CORnet-Z V1 block; a ResNet stage flattened is 10^4-10^5 wide).
+        pca: principal components of the responses fed to the neural MLP (paper: 80; None: raw responses).
         batch_size: stimuli per neural batch (default: the run's ``train.reg_batch_size``); must exceed out_dim.
     """
 
-    default_layers = "penultimate"
+    default_layers = "first"
 
     def __init__(self, layers=None, hidden=(1024, 1024, 1024), out_dim: int = 10, r1: float = 1e-3,
-                 r2: float = 1e-3, activation: str = "sigmoid", weighting: str = "fixed", lam: float = 0.5,
-                 pool: int | None = None, batch_size: int | None = None):
+                 r2: float = 1e-3, activation: str = "sigmoid", weighting: str = "convex", lam: float = 0.5,
+                 pool: int | None = None, pca: int | None = 80, batch_size: int | None = None):
         super().__init__()
         check_choice("activation", activation, ("sigmoid", "relu", "tanh"))
         check_choice("weighting", weighting, ("fixed", "convex"))
@@ -105,6 +121,9 @@ class DCCA(Regularizer):
         if pool is not None and int(pool) < 1:
             raise ConfigError(f"pool must be >= 1 or null, got {pool}")
         self.pool = None if pool is None else int(pool)
+        if pca is not None and int(pca) < 1:
+            raise ConfigError(f"pca must be >= 1 or null, got {pca}")
+        self.pca = None if pca is None else int(pca)
         if batch_size is not None:
             self.batch_size = int(batch_size)
         if self.batch_size <= self.out_dim:
@@ -120,7 +139,7 @@ class DCCA(Regularizer):
         if reg_set is None or reg_set.targets is None:
             raise ConfigError("dcca needs neural targets (a recording)")
         super().setup(model, reg_set)
-        self.targets = flat(reg_set.targets).float()
+        self.targets = principal_components(flat(reg_set.targets).float(), self.pca)
         shapes = feature_shapes(model, reg_set.images, self.layers)
         in_dim = readout_dim(shapes, self.layers, self.pool)
         device = next(model.parameters()).device
