@@ -28,8 +28,10 @@ def experiment(root):
         syn.write_run(root, "baseline", seed, curves(180, 60, 50, 70), data="digits", final_train_loss=0.1 + seed / 10)
         # seed 1 keeps 100 of 200 images clean: below 0.9 x 180 / 200, a failed seed
         clean = 100 if seed == 1 else 178
+        ratio = {"name": "pixel_similarity", "median": 1.5 + seed, "median_first_quarter": 5.0, "max": 40.0,
+                 "share_above_1": 0.8, "dominates": seed == 0, "n_epochs": 10}
         syn.write_run(root, "pixel", seed, curves(clean, 90, 80 + seed, 95), data="digits",
-                      regularizers=syn.only("pixel_similarity"))
+                      regularizers=syn.only("pixel_similarity"), gradient_ratios={"reg0": ratio})
         syn.write_run(root, "chance", seed, curves(20, 5, 5, 5), data="digits", regularizers=syn.only("spectral"))
     return root
 
@@ -54,6 +56,10 @@ def test_headline_failed_seeds_and_words(tmp_path):
     table = summary_table(summary)
     assert "| pixel | 3 | 1: seed 1 |" in table and "did not learn: seeds 0, 1, 2" in table
     assert HEADLINE_NAME in table and "Baseline final training loss: 0.200" in table
+    assert pixel["gradient_ratios"] == [{"term": "reg0", "name": "pixel_similarity", "n_seeds": 3, "median": 2.5,
+                                         "median_first_quarter": 5.0, "max": 40.0, "dominated_in_seeds": [0]}]
+    assert "the pixel_similarity term's gradient outweighs cross-entropy's" in words
+    assert "| pixel | pixel_similarity | 2.500 | 5.000 | 40.000 | seed 0 |" in table
     json.dumps(summary, allow_nan=True)
 
 
@@ -80,7 +86,9 @@ def test_report_shows_the_same_headline_and_failed_seeds(tmp_path):
     assert pixel["n_failed"] == 1 and pixel["failed_seeds"][0]["seed"] == 1
     assert pixel["robust_accuracy"] == summary["conditions"]["pixel"]["robust_accuracy"]
     assert pixel["gain"] == summary["conditions"]["pixel"]["gain"]
+    assert pixel["gradient_ratios"][0]["median"] == 2.5
     for page in (paths["html"].read_text(), paths["md"].read_text()):
+        assert "Gradient ratios" in page and "2.500" in page
         assert HEADLINE_NAME in page and "seed 1: clean 0.500 &lt; 0.9" in page.replace("<", "&lt;")
 
 

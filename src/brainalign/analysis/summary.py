@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from scipy import stats
 
 from brainalign.analysis.comparisons import structure_specific_gains
@@ -92,6 +93,23 @@ def condition_means(group: list[Run], baselines: dict[int, Run], level: float = 
     return out
 
 
+def gradient_balance(group: list[Run]) -> list[dict[str, Any]]:
+    """Per regularizer term of a condition: the median over seeds of each run's gradient-ratio statistics
+    (``result.json``'s ``gradient_ratios``, see ``brainalign.gradient_ratios``) and the seeds it dominated."""
+    terms: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for run in group:
+        for key, rec in (run.result.get("gradient_ratios") or {}).items():
+            terms.setdefault(key, []).append((run.seed, rec))
+    out = []
+    for key, recs in terms.items():
+        row = {"term": key, "name": recs[0][1].get("name"), "n_seeds": len(recs)}
+        for stat in ("median", "median_first_quarter", "max"):
+            row[stat] = float(np.median([r[stat] for _, r in recs]))
+        row["dominated_in_seeds"] = [seed for seed, r in recs if r.get("dominates")]
+        out.append(row)
+    return out
+
+
 def _excludes_zero(ci: dict[str, float] | None) -> str | None:
     """"above" / "below" when the CI lies above / below 0; None when it holds 0 or is not finite."""
     if not ci or not all(math.isfinite(ci.get(k, float("nan"))) for k in ("low", "high")):
@@ -110,6 +128,13 @@ def statements(summary: dict[str, Any]) -> list[str]:
         if c.get("did_not_learn"):
             out.append(f"{name}: seeds {', '.join(map(str, c['did_not_learn']))} did not learn (clean accuracy "
                        f"not above chance).")
+        for g in c.get("gradient_ratios", []):
+            if g["dominated_in_seeds"]:
+                out.append(f"{name}: the {g['name']} term's gradient outweighs cross-entropy's for most of training "
+                           f"(median ratio {g['median']:.2f}; seeds {', '.join(map(str, g['dominated_in_seeds']))}).")
+            elif g["median"] < 0.1:
+                out.append(f"{name}: the {g['name']} term's gradient is a small fraction of cross-entropy's "
+                           f"(median ratio {g['median']:.2f}); it may barely act.")
         if c["role"] in ("regularizer", "control", "defence") and "gain" in c:
             side = _excludes_zero(c["gain"])
             word = {"above": "a robustness gain over the baseline (95% CI above 0)",
@@ -155,6 +180,7 @@ def summarize(experiment_dir: str | Path, baseline: str = "baseline") -> dict[st
             "unreliable_reasons": sorted({reason for r in group if r.result.get("reliable") is False
                                           for reason in (r.result.get("selfchecks") or {}).get("reasons", [])}),
             "simulated_data": any(r.simulated for r in group),
+            "gradient_ratios": gradient_balance(group),
         }
         if name == baseline:
             losses = [r.result.get("final_train_loss") for r in group]
@@ -246,6 +272,16 @@ def summary_table(summary: dict[str, Any]) -> str:
             lines.append(f"| {row['treatment']} | {row['control']} | {row['diff']:+.3f} | "
                          f"[{img['low']:+.3f}, {img['high']:+.3f}] | [{seeds['low']:+.3f}, {seeds['high']:+.3f}] | "
                          f"{row['verdict']} |")
+    ratios = [(n, g) for n, c in summary["conditions"].items() for g in c.get("gradient_ratios", [])]
+    if ratios:
+        lines += ["", "Gradient ratios (norm of the weighted term's gradient / cross-entropy's at the model's "
+                  "parameters; median over seeds):", "",
+                  "| condition | term | median | median, first quarter | max | dominated (ratio > 1 most epochs) |",
+                  "|---|---|---|---|---|---|"]
+        for n, g in ratios:
+            dom = ", ".join(f"seed {s}" for s in g["dominated_in_seeds"]) or "-"
+            lines.append(f"| {n} | {g['name']} | {g['median']:.3f} | {g['median_first_quarter']:.3f} | "
+                         f"{g['max']:.3f} | {dom} |")
     if summary.get("statements"):
         lines += ["", "In words:", ""] + [f"- {s}" for s in summary["statements"]]
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from brainalign import __version__
 from brainalign.analysis.comparisons import paired_tests, run_gain, strong_attack_check, structure_specific_gains
 from brainalign.analysis.runs import Run, attack_keys, by_condition, find_baseline, headline_attack, load_runs, role
 from brainalign.analysis.stats import mean_ci, nanmean
-from brainalign.analysis.summary import condition_means, seed_statuses
+from brainalign.analysis.summary import condition_means, gradient_balance, seed_statuses
 from brainalign.errors import BrainAlignError
 from brainalign.headline import describe, pgd_key
 from brainalign.io import read_json
@@ -139,6 +139,7 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
             "gain_pgd": means.get("gain_pgd", mean_ci([], level)),
             "curve_robust_accuracy": mean_ci([_robust_accuracy(r, key, high) for r in group], level),
             "curve_gain": mean_ci(gains, level),
+            "gradient_ratios": gradient_balance(group),
             "self_checks": "not computed" if not ran else ("unreliable" if reasons or
                                                             any(not c["reliable"] for _, c in ran) else "passed"),
             "n_checked": len(ran), "reasons": reasons, "simulated": any(r.simulated for r in group),

@@ -136,6 +136,19 @@ def summary_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def gradient_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["condition", "term", "median ratio", "median, first quarter", "max", "dominated in seeds"]
+    rows = [[c["name"], str(g["name"]), num(g["median"]), num(g["median_first_quarter"]), num(g["max"]),
+             ", ".join(map(str, g["dominated_in_seeds"])) or "none"]
+            for c in report["conditions"] for g in c.get("gradient_ratios", [])]
+    return head, rows
+
+
+GRADIENT_NOTE = ("Gradient ratio: norm of the weighted term's gradient over cross-entropy's at the model's "
+                 "parameters, measured on a few steps per epoch; median over seeds. Above 1 the term outweighs "
+                 "the task; near 0 it barely acts.")
+
+
 def paired_rows(tests: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = ["condition", "eps", "accuracy", "baseline", "difference [95% CI images]", "CI over seeds",
             "b / c", "p (exact)", "p (mid-p)", f"p adjusted ({tests.get('correction')})", "Cohen's h"]
@@ -302,6 +315,11 @@ def render_html(report: dict[str, Any], figs: dict[str, tuple[bytes | None, str]
         parts.append(f"<p>{_badge('UNRELIABLE', 'unreliable')} <b>{esc(c['name'])}</b>: "
                      + "; ".join(esc(r) for r in c["reasons"]) + "</p>")
 
+    parts.append('<h2 id="gradients">Gradient ratios</h2>')
+    head, rows = gradient_rows(report)
+    parts.append(f"<p>{esc(GRADIENT_NOTE)}</p>" + _table(head, rows) if rows else
+                 _nc("gradient ratios: not computed (no run recorded gradient_ratios)"))
+
     parts.append('<h2 id="curves">Accuracy versus strength</h2>')
     parts += [_figure(png, name, cap) for name, (png, cap) in figs.items() if name.startswith("curve ")]
     if not report["curves"]:
@@ -423,6 +441,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     for c in report["conditions"]:
         if c["self_checks"] == "unreliable":
             lines += [f"- **UNRELIABLE** {c['name']}: " + "; ".join(c["reasons"])]
+    lines += ["", "## Gradient ratios", ""]
+    head, rows = gradient_rows(report)
+    lines += ([GRADIENT_NOTE, ""] + _md_table(head, rows)) if rows else \
+        ["_gradient ratios: not computed (no run recorded gradient_ratios)_", ""]
     lines += ["", "## Paired tests against the baseline", ""]
     reason = not_computed(report["paired_tests"], "paired tests")
     lines += [f"_{reason}_", ""] if reason else _md_table(*paired_rows(report["paired_tests"]))
