@@ -24,6 +24,7 @@ from scipy import stats
 from brainalign.analysis.comparisons import structure_specific_gains
 from brainalign.analysis.runs import Run, by_condition, load_runs, role
 from brainalign.analysis.stats import mean_ci
+from brainalign.claims import claims_markdown, claims_table
 from brainalign.errors import BrainAlignError
 from brainalign.headline import HEADLINE_ATTACKS, describe, headline_accuracy, pgd_accuracy, pgd_key
 
@@ -207,6 +208,7 @@ def summarize(experiment_dir: str | Path, baseline: str = "baseline") -> dict[st
         "structure_specific_gains": structure,
     }
     summary["statements"] = statements(summary)
+    summary["claims"] = claims_table(runs, summary, baseline)
     return summary
 
 
@@ -284,4 +286,8 @@ def summary_table(summary: dict[str, Any]) -> str:
                          f"{g['max']:.3f} | {dom} |")
     if summary.get("statements"):
         lines += ["", "In words:", ""] + [f"- {s}" for s in summary["statements"]]
+    if summary.get("claims"):
+        lines += ["", "## The seed papers' claims beside these runs", "",
+                  "Verdict from the 95% CIs of the headline gain (and of the structure-specific gain where the "
+                  "claim is about the brain's structure); see docs/claims.md.", ""] + claims_markdown(summary["claims"])
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from brainalign import __version__
 from brainalign.analysis.comparisons import paired_tests, run_gain, strong_attack_check, structure_specific_gains
 from brainalign.analysis.runs import Run, attack_keys, by_condition, find_baseline, headline_attack, load_runs, role
 from brainalign.analysis.stats import mean_ci, nanmean
-from brainalign.analysis.summary import condition_means, gradient_balance, seed_statuses
+from brainalign.analysis.summary import condition_means, gradient_balance, seed_statuses, summarize
 from brainalign.errors import BrainAlignError
 from brainalign.headline import describe, pgd_key
 from brainalign.io import read_json
@@ -86,6 +86,16 @@ def _safe(fn, *args, **kwargs) -> dict[str, Any]:
         return _not_computed(str(exc))
     out.setdefault("computed", True)
     return out
+
+
+def _claims(experiment_dir: Path, base: str | None) -> dict[str, Any]:
+    """The claims table (``brainalign.claims``), from the same summary as summary.json."""
+    if base is None:
+        return _not_computed("no baseline condition: the claims compare gains over the baseline")
+    try:
+        return {"computed": True, "rows": summarize(experiment_dir, baseline=base)["claims"]}
+    except BrainAlignError as exc:
+        return _not_computed(str(exc))
 
 
 def _study(experiment_dir: Path) -> dict[str, Any]:
@@ -187,6 +197,7 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
         "strong_attack": _safe(strong_attack_check, runs, baseline=base) if key else
         _not_computed("no attack results"),
         "target_diagnostics": diagnostics,
+        "claims": _claims(experiment_dir, base),
         "study": study,
     }
 

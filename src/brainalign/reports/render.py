@@ -149,6 +149,13 @@ GRADIENT_NOTE = ("Gradient ratio: norm of the weighted term's gradient over cros
                  "the task; near 0 it barely acts.")
 
 
+def claims_rows(part: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["paper", "published claim", "metric", "size", "nearest measurement here", "verdict", "reason"]
+    rows = [[r["paper"], r["claim"], r["metric"], r["size"], r.get("measurement") or "none", r["verdict"],
+             r["reason"]] for r in part.get("rows", [])]
+    return head, rows
+
+
 def paired_rows(tests: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = ["condition", "eps", "accuracy", "baseline", "difference [95% CI images]", "CI over seeds",
             "b / c", "p (exact)", "p (mid-p)", f"p adjusted ({tests.get('correction')})", "Cohen's h"]
@@ -315,6 +322,13 @@ def render_html(report: dict[str, Any], figs: dict[str, tuple[bytes | None, str]
         parts.append(f"<p>{_badge('UNRELIABLE', 'unreliable')} <b>{esc(c['name'])}</b>: "
                      + "; ".join(esc(r) for r in c["reasons"]) + "</p>")
 
+    parts.append('<h2 id="claims">The seed papers\' claims beside these runs</h2>')
+    reason = not_computed(report.get("claims"), "claims table")
+    parts.append(_nc(reason) if reason else
+                 "<p>Verdict from the 95% CIs of the headline gain (and of the structure-specific gain where the "
+                 "claim is about the brain's structure). A claim about real recordings is not testable on "
+                 "simulated ones.</p>" + _table(*claims_rows(report["claims"])))
+
     parts.append('<h2 id="gradients">Gradient ratios</h2>')
     head, rows = gradient_rows(report)
     parts.append(f"<p>{esc(GRADIENT_NOTE)}</p>" + _table(head, rows) if rows else
@@ -441,6 +455,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     for c in report["conditions"]:
         if c["self_checks"] == "unreliable":
             lines += [f"- **UNRELIABLE** {c['name']}: " + "; ".join(c["reasons"])]
+    lines += ["", "## The seed papers' claims beside these runs", ""]
+    reason = not_computed(report.get("claims"), "claims table")
+    lines += [f"_{reason}_", ""] if reason else _md_table(*claims_rows(report["claims"]))
     lines += ["", "## Gradient ratios", ""]
     head, rows = gradient_rows(report)
     lines += ([GRADIENT_NOTE, ""] + _md_table(head, rows)) if rows else \
