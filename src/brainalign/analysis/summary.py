@@ -111,6 +111,19 @@ def gradient_balance(group: list[Run]) -> list[dict[str, Any]]:
     return out
 
 
+def headline_checks(group: list[Run]) -> dict[str, Any] | None:
+    """FAB-T and Square on images that survived the headline (``robustness.headline_check``), summed over the
+    condition's runs; None when no run stored the check."""
+    checks = [r.result["headline_check"] for r in group
+              if (r.result.get("headline_check") or {}).get("computed")]
+    if not checks:
+        return None
+    return {"n_runs": len(checks), "n_checked": sum(c["n_checked"] for c in checks),
+            "broken_by_fab_t": sum(c["broken_by_fab_t"] for c in checks),
+            "broken_by_square": sum(c["broken_by_square"] for c in checks),
+            "broken_by_either": sum(c["broken_by_either"] for c in checks)}
+
+
 def _excludes_zero(ci: dict[str, float] | None) -> str | None:
     """"above" / "below" when the CI lies above / below 0; None when it holds 0 or is not finite."""
     if not ci or not all(math.isfinite(ci.get(k, float("nan"))) for k in ("low", "high")):
@@ -129,6 +142,12 @@ def statements(summary: dict[str, Any]) -> list[str]:
         if c.get("did_not_learn"):
             out.append(f"{name}: seeds {', '.join(map(str, c['did_not_learn']))} did not learn (clean accuracy "
                        f"not above chance).")
+        check = c.get("headline_check")
+        if check:
+            out.append(f"{name}: FAB-T and Square broke {check['broken_by_either']} of {check['n_checked']} sampled "
+                       f"images that survived the headline attacks"
+                       + (" (the APGD-CE + APGD-T headline overstates robustness here)."
+                          if check["broken_by_either"] else "."))
         for g in c.get("gradient_ratios", []):
             if g["dominated_in_seeds"]:
                 out.append(f"{name}: the {g['name']} term's gradient outweighs cross-entropy's for most of training "
@@ -182,6 +201,7 @@ def summarize(experiment_dir: str | Path, baseline: str = "baseline") -> dict[st
                                           for reason in (r.result.get("selfchecks") or {}).get("reasons", [])}),
             "simulated_data": any(r.simulated for r in group),
             "gradient_ratios": gradient_balance(group),
+            "headline_check": headline_checks(group),
         }
         if name == baseline:
             losses = [r.result.get("final_train_loss") for r in group]
