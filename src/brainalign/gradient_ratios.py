@@ -37,24 +37,42 @@ def measured(step_in_epoch: int) -> bool:
     return step_in_epoch % EVERY == 0
 
 
-def _norm(grads: Sequence[torch.Tensor | None]) -> float:
-    sq = [g.detach().double().pow(2).sum() for g in grads if g is not None]
-    return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
+def _flat(grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([(torch.zeros_like(p) if g is None else g.detach()).reshape(-1).double()
+                      for g, p in zip(grads, params, strict=True)])
+
+
+def _full_batch(vec: torch.Tensor, n_local: int | None) -> torch.Tensor:
+    """Under torch.distributed, the whole batch's gradient: the shards' gradients weighted by their share of
+    the batch and summed over ranks (as the distributed optimiser step averages them); as is otherwise."""
+    import torch.distributed as dist
+
+    if n_local is None or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return vec
+    total = torch.tensor([float(n_local)], dtype=torch.float64)
+    dist.all_reduce(total)
+    vec = vec * (n_local / float(total))
+    dist.all_reduce(vec)
+    return vec
 
 
 def ratios(classification: torch.Tensor, terms: Sequence[torch.Tensor],
-           params: Sequence[torch.Tensor]) -> list[float]:
-    """||grad of each weighted term|| / ||grad of the classification loss|| at ``params`` (graphs kept)."""
+           params: Sequence[torch.Tensor], n_local: int | None = None) -> list[float]:
+    """||grad of each weighted term|| / ||grad of the classification loss|| at ``params`` (graphs kept).
+
+    ``n_local``: this process's batch size, under torch.distributed (every rank must call this at the same
+    steps), so that the ratios are the whole batch's, the same as in one process.
+    """
     params = [p for p in params if p.requires_grad]
-    ce = _norm(torch.autograd.grad(classification, params, retain_graph=True, allow_unused=True))
-    out = []
-    for term in terms:
-        if not term.requires_grad:
-            out.append(0.0)
-            continue
-        g = _norm(torch.autograd.grad(term, params, retain_graph=True, allow_unused=True))
-        out.append(g / ce if ce > 0 else float("nan"))
-    return out
+
+    def norm(loss: torch.Tensor) -> float:
+        if not loss.requires_grad:
+            return 0.0
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        return float(_full_batch(_flat(grads, params), n_local).norm())
+
+    ce = norm(classification)
+    return [(norm(term) / ce if ce > 0 else float("nan")) for term in terms]
 
 
 def step_logs(values: Sequence[float]) -> dict[str, float]:

@@ -148,7 +148,7 @@ def train_step(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Ge
     if weighted and gradient_ratios.measured(trainee.step_in_epoch):
         # autograd.grad leaves .grad alone, so the step below (and the trajectory) is unchanged.
         logs.update(gradient_ratios.step_logs(gradient_ratios.ratios(classification, weighted,
-                                                                     list(model.parameters()))))
+                                                                     list(model.parameters()), len(y))))
     trainee.step_in_epoch += 1
     trainee.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -228,6 +228,7 @@ def start_epoch(trainee: Trainee, epoch: int) -> tuple[torch.Generator, float, t
     for group in trainee.optimizer.param_groups:
         group["lr"] = lr
     trainee.model.train()
+    trainee.step_in_epoch = 0  # on every rank (only the main one ends epochs in distributed training)
     for reg, _ in trainee.regularizers:
         reg.on_epoch_start(trainee.model, trainee.data.train.images, epoch)
     if trainee.defence is not None:
@@ -243,7 +244,6 @@ def end_epoch(trainee: Trainee, run_dir: Path, rows: list[dict[str, float]], epo
     row.update({k: v / steps for k, v in sums.items()
                 if k != "correct" and not k.startswith(gradient_ratios.PREFIX)})
     row.update(gradient_ratios.epoch_means(sums))
-    trainee.step_in_epoch = 0
     row["train_accuracy"] = sums["correct"] / len(data.train.labels)
     row["val_accuracy"] = accuracy(trainee.model, data.val.images, data.val.labels)
     rows.append(row)
