@@ -85,7 +85,7 @@ def leaderboard(
     root: Annotated[Path, typer.Argument(help="a folder above run folders (an experiment folder or out_dir)")],
     out: Annotated[Path | None, typer.Option(help="output folder (default: ROOT/leaderboard)")] = None,
     threat_model: Annotated[str | None, typer.Option(help="Linf or L2 for every model (default: per model)")] = None,
-    eps: Annotated[float | None, typer.Option(help="headline strength (default: the largest all models ran)")] = None,
+    eps: Annotated[float | None, typer.Option(help="headline strength (default: the data's stated eps)")] = None,
 ) -> None:
     """Aggregate run folders: Parquet table, RobustBench-style JSON per model, sortable HTML page."""
     from brainalign.leaderboard import build_leaderboard

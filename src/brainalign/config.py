@@ -112,6 +112,8 @@ class EvalConfig(_Strict):
     attacks: list[AttackSpec] = Field(default_factory=list)
     n_examples: int | None = Field(None, ge=1, description="test images attacked (None: all)")
     selfcheck_examples: int = Field(200, ge=10, description="test images the self-checks re-attack")
+    headline_check: int = Field(0, ge=0, description="FAB-T and Square on this many images that survive the "
+                                "headline attacks (brainalign.robustness.headline_check); 0: off")
     batch_size: int = Field(256, ge=1)
 
 

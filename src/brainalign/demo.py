@@ -15,14 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from brainalign.analysis import mean_ci
-from brainalign.analysis.comparisons import structure_specific_gains
-from brainalign.analysis.runs import Run, by_condition, load_runs, role
+from brainalign.analysis.summary import summarize, summary_table
 from brainalign.config import RunConfig, parse_config
-from brainalign.errors import BrainAlignError
+from brainalign.headline import threat_model
 from brainalign.io import write_json, write_text
 from brainalign.reports import write_report
 from brainalign.study import run_study
@@ -80,10 +77,6 @@ QUICK = ("baseline", "pixel_similarity", "neural_similarity_it")
 # The study relates every run's predictivity of simulated EEG to its robustness gain (400 stimuli keep it fast).
 STUDY_RECORDING = {"name": "sim_eeg", "options": {"seed": 0, "n_stimuli": 400}}
 
-HEADLINE_EPS = 0.1  # Linf, native [0, 1] pixel units
-PGD_KEY = "pgd_linf[steps=10]"
-STRONG_ATTACKS = ("apgd_ce_linf", "apgd_t_linf")  # headline: worst case per image over APGD-CE and APGD-T
-
 
 def experiment_name(quick: bool) -> str:
     return f"{EXPERIMENT}_quick" if quick else EXPERIMENT
@@ -108,7 +101,7 @@ def eval_attacks(quick: bool) -> list[dict[str, Any]]:
     at a few strengths does, and the report says so.
     """
     linf = [0.0, 0.02, 0.05, 0.1, 0.15, 0.2]
-    strong_eps = [0.0, HEADLINE_EPS]
+    strong_eps = [0.0, threat_model("digits").eps]
     steps = 10 if quick else 25
     attacks = [
         {"name": "fgsm", "eps": linf},
@@ -127,122 +120,6 @@ def condition_config(condition: Condition, seed: int, out_dir: Path, quick: bool
     data.update({"name": condition.name, "seed": seed, "out_dir": str(out_dir),
                  "regularizers": condition.regularizers, "defences": condition.defences})
     return parse_config(data)
-
-
-def _strong_keys(run: Run) -> list[str]:
-    """The result keys of the strong attacks (a key carries the attack's parameters, e.g. steps)."""
-    return [k for k, v in run.robustness.items() if v.get("attack") in STRONG_ATTACKS]
-
-
-def _strong_flags(run: Run, eps: float) -> np.ndarray | None:
-    keys = _strong_keys(run)
-    flags = [run.outcomes(k, eps) for k in keys]
-    if len(keys) < len(STRONG_ATTACKS) or any(f is None for f in flags):
-        return None
-    return np.logical_and.reduce(flags)
-
-
-def _at(run: Run, key: str, eps: float) -> float | None:
-    entry = run.robustness.get(key)
-    return entry["accuracy"][entry["eps"].index(eps)] if entry and eps in entry["eps"] else None
-
-
-def summarize(experiment_dir: Path) -> dict[str, Any]:
-    """Per condition: mean and 95% CI over seeds of clean accuracy, PGD and strong-attack robust accuracy,
-    the gain over the same-seed baseline under both, and whether the gain survives the strong attack;
-    plus structure-specific gains (regularizer minus matched control) with CIs over images and seeds."""
-    runs = load_runs(experiment_dir)
-    groups = by_condition(runs)
-    base = {r.seed: r for r in groups.get("baseline", [])}
-    conditions = {}
-    for name, group in groups.items():
-        pgd = [_at(r, PGD_KEY, HEADLINE_EPS) for r in group]
-        strong = [None if (f := _strong_flags(r, HEADLINE_EPS)) is None else float(f.mean()) for r in group]
-        entry = {
-            "role": role(group[0], "baseline"),
-            "n_seeds": len(group),
-            "seeds": sorted(r.seed for r in group),
-            "clean_accuracy": mean_ci([r.result["clean_accuracy"] for r in group]),
-            "robust_accuracy": mean_ci(strong),
-            "robust_accuracy_pgd": mean_ci(pgd),
-            "reliable": all(r.result.get("reliable", True) for r in group),
-            "unreliable_reasons": sorted({reason for r in group if r.result.get("reliable") is False
-                                          for reason in r.result["selfchecks"]["reasons"]}),
-            "simulated_data": any(r.result.get("simulated_data") for r in group),
-        }
-        if name != "baseline" and base:
-            paired = [(r, base[r.seed]) for r in group if r.seed in base]
-            gain_pgd = [_at(r, PGD_KEY, HEADLINE_EPS) - _at(b, PGD_KEY, HEADLINE_EPS) for r, b in paired]
-            gain_strong = [float(_strong_flags(r, HEADLINE_EPS).mean() - _strong_flags(b, HEADLINE_EPS).mean())
-                           for r, b in paired]
-            entry["gain"] = mean_ci(gain_strong)
-            entry["gain_pgd"] = mean_ci(gain_pgd)
-            g_pgd, g_strong = entry["gain_pgd"]["mean"], entry["gain"]["mean"]
-            # A PGD gain that mostly disappears under the strong attack points at gradient masking.
-            entry["gain_shrinks_under_strong_attack"] = bool(g_pgd > 0 and g_strong < 0.5 * g_pgd)
-        conditions[name] = entry
-    try:
-        apgd_t = next(k for k in _strong_keys(runs[0]) if k.startswith("apgd_t"))
-        structure = structure_specific_gains(runs, attack=apgd_t, baseline="baseline")
-    except (BrainAlignError, StopIteration) as exc:
-        structure = {"computed": False, "reason": str(exc) or "no APGD-T results"}
-    return {
-        "experiment": experiment_dir.name,
-        "headline": {"attack": "APGD-CE + APGD-T (worst case per image; full AutoAttack does not fit the "
-                               "demo's time budget)", "eps": HEADLINE_EPS, "norm": "Linf",
-                     "eps_units": "native [0, 1] pixel units of the 8x8 digits", "pgd_attack": PGD_KEY},
-        "conditions": conditions,
-        "structure_specific_gains": structure,
-    }
-
-
-def _fmt(ci: dict[str, float]) -> str:
-    if ci["n"] < 2:
-        return f"{ci['mean']:.3f}"
-    return f"{ci['mean']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
-
-
-def summary_table(summary: dict[str, Any]) -> str:
-    """The demo's headline table in Markdown (printed by the CLI and placed in summary.md)."""
-    h = summary["headline"]
-    simulated = [n for n, c in summary["conditions"].items() if c["simulated_data"]]
-    lines = [
-        "# brainalign demo: summary",
-        "",
-        (f"> **SIMULATED brain data** in: {', '.join(simulated)}. No real neural recording was used."
-         if simulated else "> No neural data were used."),
-        "",
-        f"Data: scikit-learn digits (real images, 8x8). Model: small CNN. Headline robust accuracy: "
-        f"{h['attack']}, Linf eps {h['eps']} ({h['eps_units']}); PGD-10 beside it. Gains are over the "
-        f"same-seed baseline. Mean [95% CI] over seeds.",
-        "",
-        "| condition | seeds | clean | robust (strong) | robust (PGD) | gain (strong) | gain (PGD) | flags |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, c in summary["conditions"].items():
-        flags = []
-        if not c["reliable"]:
-            flags.append("UNRELIABLE")
-        if c.get("gain_shrinks_under_strong_attack"):
-            flags.append("gain shrinks > half under the strong attack")
-        gain = _fmt(c["gain"]) if "gain" in c else "-"
-        gain_pgd = _fmt(c["gain_pgd"]) if "gain_pgd" in c else "-"
-        lines.append(f"| {name} | {c['n_seeds']} | {_fmt(c['clean_accuracy'])} | {_fmt(c['robust_accuracy'])} | "
-                     f"{_fmt(c['robust_accuracy_pgd'])} | {gain} | {gain_pgd} | {'; '.join(flags)} |")
-    structure = summary["structure_specific_gains"]
-    if structure.get("rows"):
-        lines += ["", "Structure-specific gain (regularizer minus matched control, APGD-T, high-eps range; "
-                  "95% CI over test images / over seeds):", "",
-                  "| regularizer | control | difference | CI images | CI seeds | verdict |",
-                  "|---|---|---|---|---|---|"]
-        for row in structure["rows"]:
-            if "diff" not in row:
-                continue
-            img, seeds = row["images"], row["over_seeds"]
-            lines.append(f"| {row['treatment']} | {row['control']} | {row['diff']:+.3f} | "
-                         f"[{img['low']:+.3f}, {img['high']:+.3f}] | [{seeds['low']:+.3f}, {seeds['high']:+.3f}] | "
-                         f"{row['verdict']} |")
-    return "\n".join(lines) + "\n"
 
 
 def _train_one(config_dict: dict[str, Any]) -> tuple[str, int, float]:

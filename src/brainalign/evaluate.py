@@ -188,6 +188,12 @@ def evaluate_run(
         robustness[spec.key] = run_attack(model, x, y, spec, config.seed, config.eval.batch_size, flags)
         save_checkpoint(flags_path, flags, {"format": "brainalign-flags"})
         results.write_result(run_dir, result)
+    if config.eval.headline_check and (todo or "headline_check" not in result):
+        from brainalign.robustness.headline_check import check_run
+
+        result["headline_check"] = check_run(run_dir, result, model, x, y, n_sample=config.eval.headline_check,
+                                             seed=config.seed, batch_size=config.eval.batch_size)
+        results.write_result(run_dir, result)
     if todo or "selfchecks" not in result:
         # Gradient masking, weak attacks, stochastic models without EOT: any failure marks the result unreliable.
         result["selfchecks"] = run_selfchecks(model, x, y, robustness, num_classes=data.num_classes,

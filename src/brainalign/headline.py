@@ -13,6 +13,7 @@ image the two APGD attacks leave intact; ``brainalign.robustness`` stores that c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ DEFAULT_THREAT_MODEL = ThreatModel("Linf", 8 / 255, "RobustBench Linf default fo
 HEADLINE_ATTACKS = ("apgd_ce_linf", "apgd_t_linf")
 HEADLINE_STEPS = 100  # AutoAttack's APGD budget
 HEADLINE_NAME = f"APGD-CE + APGD-T ({HEADLINE_STEPS} steps), worst case per image"
+PGD_ATTACK = "pgd_linf"  # shown beside the headline (the attack most papers report)
 
 
 def threat_model(data_name: str) -> ThreatModel:
@@ -94,3 +96,34 @@ def describe(data_name: str) -> dict[str, Any]:
     tm = threat_model(data_name)
     return {"attack": HEADLINE_NAME, "attacks": list(HEADLINE_ATTACKS), "steps": HEADLINE_STEPS,
             "norm": tm.norm, "eps": tm.eps, "eps_source": tm.source, "eps_units": "native [0, 1] pixel units"}
+
+
+def pgd_key(run: Run) -> str | None:
+    """The result key of the PGD attack shown beside the headline (the one with the most steps), or None."""
+    keys = [k for k, v in run.robustness.items() if v.get("attack", k.split("[")[0]) == PGD_ATTACK]
+    return max(keys, key=lambda k: int((run.robustness[k].get("params") or {}).get("steps", 0) or 0), default=None)
+
+
+def pgd_accuracy(run: Run, eps: float | None = None) -> float | None:
+    """PGD's robust accuracy at ``eps`` (default: the threat model's headline eps), or None when not run there."""
+    eps = threat_model(str(run.result.get("data", ""))).eps if eps is None else eps
+    key = pgd_key(run)
+    entry = run.robustness.get(key) if key else None
+    if not entry:
+        return None
+    for e, acc in zip(entry.get("eps", []), entry.get("accuracy", []), strict=False):
+        if abs(float(e) - eps) <= 1e-9 * max(1.0, abs(eps)) and acc is not None:
+            return float(acc)
+    return None
+
+
+def run_headline(run_dir: str | Path) -> dict[str, Any]:
+    """The headline of one finished run folder, for callers that hold paths (sweep selection, leaderboard):
+    {"robust_accuracy", "robust_accuracy_pgd", "clean_accuracy", **describe(data)}; accuracies None where
+    the run was not evaluated with the headline attacks (or PGD) at the threat model's eps."""
+    from brainalign import results
+
+    run = Run(Path(run_dir), results.read_result(Path(run_dir)))
+    data = str(run.result.get("data", ""))
+    return {"robust_accuracy": headline_accuracy(run), "robust_accuracy_pgd": pgd_accuracy(run),
+            "clean_accuracy": run.result.get("clean_accuracy"), **describe(data)}

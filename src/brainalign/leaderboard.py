@@ -14,8 +14,10 @@ re-attacks, and writes to ``dir/leaderboard/`` (or ``out``):
 - ``leaderboard.parquet``: one row per run, one column per attack and strength (needs pyarrow).
 - ``leaderboard.html``: a self-contained table (inline script, no network) that sorts and filters.
 
-The headline number is honest about what ran: ``robust_acc`` is the worst accuracy over every attack of the
-threat model evaluated at the headline ``eps``; ``autoattack_acc`` is AutoAttack's accuracy there, and None
+``eps`` is the threat model's stated headline eps for the data set (``brainalign.headline``), never the
+largest strength present. ``headline_acc`` is brainalign's headline robust accuracy (``headline_attack`` names
+it: the same string as in summary.json, report.json and study.json); ``robust_acc`` is the worst accuracy over
+every attack of the threat model evaluated at that ``eps``; ``autoattack_acc`` is AutoAttack's accuracy there, and None
 (with a footnote) when AutoAttack was not run, rather than a weaker attack's number under its name.
 """
 
@@ -32,6 +34,7 @@ from typing import Any
 from brainalign import results
 from brainalign.config import read_yaml
 from brainalign.errors import BrainAlignError, ConfigError
+from brainalign.headline import HEADLINE_NAME
 from brainalign.io import write_json, write_text
 
 SCHEMA_FILE = "leaderboard_schema.json"
@@ -86,16 +89,21 @@ def _additional_data(result: dict[str, Any]) -> bool:
     return False
 
 
-def _headline_eps(runs: list[dict[str, Any]], norm: str) -> float | None:
-    """The largest strength > 0 that every run with attacks of ``norm`` evaluated (so models compare)."""
-    common: set[float] | None = None
-    for run in runs:
-        entries = _entries(run["result"], norm)
-        if not entries:
-            continue
-        evaluated = {float(e) for entry in entries.values() for e in entry.get("eps", []) if float(e) > 0}
-        common = evaluated if common is None else common & evaluated
-    return max(common) if common else None
+def _headline_eps(run: dict[str, Any], norm: str) -> float | None:
+    """The threat model's stated headline eps for this run's data set (``brainalign.headline``), never the
+    largest strength present; None for a norm without a stated eps."""
+    from brainalign.headline import threat_model
+
+    tm = threat_model(str(run["result"].get("data", run["config"].get("data", {}).get("name", ""))))
+    return tm.eps if tm.norm == norm else None
+
+
+def _headline(run: dict[str, Any]) -> float | None:
+    """The run's headline robust accuracy (``brainalign.headline``), None when not evaluated with it."""
+    from brainalign.analysis.runs import Run
+    from brainalign.headline import headline_accuracy
+
+    return headline_accuracy(Run(run["dir"], run["result"]))
 
 
 def model_card(run: dict[str, Any], threat_model: str, eps: float | None) -> dict[str, Any]:
@@ -112,7 +120,7 @@ def model_card(run: dict[str, Any], threat_model: str, eps: float | None) -> dic
     unreliable = (not result["reliable"]) if isinstance(result.get("reliable"), bool) else _unreliable(self_checks)
     notes = []
     if robust_attack is None:
-        notes.append("no Lp attack evaluated at a common strength; robust_acc is empty")
+        notes.append(f"no Lp attack evaluated at the headline eps ({eps}); robust_acc is empty")
     else:
         notes.append(f"robust_acc: worst of {', '.join(sorted(at_eps))} at eps {eps:g} "
                      f"(native [0, 1] pixel units) on {headline.get('n_examples')} test images")
@@ -143,6 +151,8 @@ def model_card(run: dict[str, Any], threat_model: str, eps: float | None) -> dic
         "threat_model": threat_model,
         "robust_acc": _pct(at_eps[robust_attack]) if robust_attack else None,
         "robust_attack": robust_attack,
+        "headline_acc": _pct(_headline(run)) if threat_model == "Linf" else None,
+        "headline_attack": HEADLINE_NAME,
         "n_examples": headline.get("n_examples", config.get("eval", {}).get("n_examples")),
         "n_test": result.get("n_test"),
         "experiment": result.get("experiment"),
@@ -193,6 +203,7 @@ def _row(card: dict[str, Any]) -> dict[str, Any]:
         "regularizer_params": json.dumps([r["params"] for r in card["regularizers"]], sort_keys=True),
         "threat_model": card["threat_model"], "eps": card["eps"], "clean_acc": card["clean_acc"],
         "robust_acc": card["robust_acc"], "robust_attack": card["robust_attack"],
+        "headline_acc": card["headline_acc"], "headline_attack": card["headline_attack"],
         "autoattack_acc": card["autoattack_acc"], "n_examples": card["n_examples"],
         "unreliable": card["unreliable"], "simulated_data": card["simulated_data"],
         "additional_data": card["additional_data"], "commit": card["commit"],
@@ -213,8 +224,8 @@ def build_leaderboard(root: str | Path, out: str | Path | None = None, *, threat
         out: output folder (default ``root/leaderboard``).
         threat_model: ``Linf`` or ``L2`` for every card (default: per run, Linf if it was attacked in Linf,
             else L2).
-        eps: the headline strength (default: per threat model, the largest strength > 0 that every run
-            evaluated).
+        eps: the headline strength (default: the threat model's stated eps for the run's data set,
+            ``brainalign.headline.threat_model``).
     """
     root = Path(root)
     out = Path(out) if out is not None else root / OUT_DIR
@@ -223,11 +234,10 @@ def build_leaderboard(root: str | Path, out: str | Path | None = None, *, threat
     runs = _read_runs(root)
     if not runs:
         raise BrainAlignError(f"{root}: no finished run folders (with {results.RESULT}) below it")
-    headline = {norm: eps if eps is not None else _headline_eps(runs, norm) for norm in THREAT_MODELS}
     cards = []
     for run in runs:
         norm = threat_model or next((n for n in THREAT_MODELS if _entries(run["result"], n)), "none")
-        card = model_card(run, norm, headline.get(norm))
+        card = model_card(run, norm, eps if eps is not None else _headline_eps(run, norm))
         folder = out / "model_info" / _safe(card["dataset"]) / norm
         write_json(folder / f"{_safe(card['name'])}.json", card)
         cards.append(card)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from brainalign import results
+from brainalign import gradient_ratios, results
 from brainalign.config import RunConfig, parse_config, read_yaml
 from brainalign.data import DataSplits, load_data
 from brainalign.defences import build_defence, defence_record
@@ -62,6 +62,7 @@ class Trainee:
     regularizers: list[tuple[nn.Module, float]]
     defence: object | None
     optimizer: torch.optim.Optimizer
+    step_in_epoch: int = 0  # steps taken in the current epoch (gradient ratios are measured on some)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -129,18 +130,26 @@ def classification_loss(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen:
 def train_step(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
     model, device = trainee.model, trainee.config.train.device
     ce, logits, cls_feats = classification_loss(trainee, x, y, gen)
-    loss = ce
+    # The first regularizer may reweight the classification loss (learned uncertainty weighting).
+    loss = trainee.regularizers[0][0].transform_ce(ce) if trainee.regularizers else ce
+    classification = loss
     logs = {"ce": ce.item()}
+    weighted = []
     for i, (reg, weight) in enumerate(trainee.regularizers):
-        loss = reg.transform_ce(loss) if i == 0 else loss
         if getattr(reg, "stream", "regularization") == "classification":
             term = reg(cls_feats, None)
         else:
             index = reg.sample(len(reg.reg_set), gen)
             feats = reg.stimulus_features(model, reg.reg_set.images[index].to(device))
             term = reg(feats, index)
-        loss = loss + weight * term
+        weighted.append(weight * term)
+        loss = loss + weighted[-1]
         logs[f"reg{i}"] = term.item()
+    if weighted and gradient_ratios.measured(trainee.step_in_epoch):
+        # autograd.grad leaves .grad alone, so the step below (and the trajectory) is unchanged.
+        logs.update(gradient_ratios.step_logs(gradient_ratios.ratios(classification, weighted,
+                                                                     list(model.parameters()), len(y))))
+    trainee.step_in_epoch += 1
     trainee.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     trainee.optimizer.step()
@@ -219,6 +228,7 @@ def start_epoch(trainee: Trainee, epoch: int) -> tuple[torch.Generator, float, t
     for group in trainee.optimizer.param_groups:
         group["lr"] = lr
     trainee.model.train()
+    trainee.step_in_epoch = 0  # on every rank (only the main one ends epochs in distributed training)
     for reg, _ in trainee.regularizers:
         reg.on_epoch_start(trainee.model, trainee.data.train.images, epoch)
     if trainee.defence is not None:
@@ -231,7 +241,9 @@ def end_epoch(trainee: Trainee, run_dir: Path, rows: list[dict[str, float]], epo
     """Append the epoch's metrics row, then write the checkpoint (carrying the rows) and metrics.csv."""
     data = trainee.data
     row = {"epoch": float(epoch), "lr": lr}
-    row.update({k: v / steps for k, v in sums.items() if k != "correct"})
+    row.update({k: v / steps for k, v in sums.items()
+                if k != "correct" and not k.startswith(gradient_ratios.PREFIX)})
+    row.update(gradient_ratios.epoch_means(sums))
     row["train_accuracy"] = sums["correct"] / len(data.train.labels)
     row["val_accuracy"] = accuracy(trainee.model, data.val.images, data.val.labels)
     rows.append(row)
@@ -300,6 +312,7 @@ def finish_run(trainee: Trainee, run_dir: Path, rows: list[dict[str, float]], ex
             "robustness": {},
         }
     )
+    result.update(gradient_ratios.summarize(rows, [r.name for r in config.regularizers]))
     result.update(extra or {})
     weights = {k: v for k, v in model.state_dict().items()}
     save_checkpoint(

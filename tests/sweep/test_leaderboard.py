@@ -8,6 +8,7 @@ import pytest
 
 from brainalign.config import parse_config
 from brainalign.errors import BrainAlignError, ConfigError
+from brainalign.headline import HEADLINE_NAME
 from brainalign.io import read_json
 from brainalign.leaderboard import build_leaderboard, render_html, schema
 
@@ -54,30 +55,32 @@ def test_a_trained_runs_card_has_robustbench_fields_as_floats_and_ours(trained_r
     assert card["additional_data"] is False  # pixel targets come from the training images, not a recording
 
 
-def test_robust_accuracy_is_the_worst_attack_at_the_common_eps_and_failed_self_checks_are_flagged(
+def test_robust_accuracy_is_the_worst_attack_at_the_stated_eps_and_failed_self_checks_are_flagged(
         tmp_path, fake_run):
-    pgd = {"eps": [0.0, 0.05, 0.1], "accuracy": [0.9, 0.5, 0.30]}
-    auto = {"attack": "autoattack_linf", "eps": [0.0, 0.05], "accuracy": [0.9, 0.40]}
+    # a evaluated up to 0.3: the card still reads the digits threat model's stated eps (0.1), not the largest
+    pgd = {"eps": [0.0, 0.05, 0.1, 0.3], "accuracy": [0.9, 0.5, 0.30, 0.0]}
+    auto = {"attack": "autoattack_linf", "eps": [0.0, 0.05, 0.1], "accuracy": [0.9, 0.40, 0.25]}
     fake_run(config(tmp_path, "a"), 0.95, {"pgd_linf[steps=10]": pgd, "autoattack_linf": auto},
              selfchecks={"reliable": False, "reasons": ["gradient masking: loss did not rise"],
                          "checks": {"gradient_masking": {"passed": False, "skipped": False}}}, reliable=False,
              alignment={"V4": {"predictivity": 0.41}})
     fake_run(config(tmp_path, "b", regularizers=[{"name": "pixel_similarity", "weight": 4.0,
                                                   "params": {"threshold": 0.2}}]),
-             0.90, {"pgd_linf[steps=10]": {"eps": [0.0, 0.05], "accuracy": [0.9, 0.45]},
-                    "fgsm": {"attack": "fgsm", "eps": [0.0, 0.05], "accuracy": [0.9, 0.55]}},
+             0.90, {"pgd_linf[steps=10]": {"eps": [0.0, 0.05, 0.1], "accuracy": [0.9, 0.45, 0.35]},
+                    "fgsm": {"attack": "fgsm", "eps": [0.0, 0.1], "accuracy": [0.9, 0.55]}},
              self_checks={"gradient_masking": {"passed": True}})  # an older layout: flags only
     out = build_leaderboard(tmp_path / "runs")
     a = read_json(out / "model_info" / "digits" / "Linf" / "lb__a__seed0.json")
     b = read_json(out / "model_info" / "digits" / "Linf" / "lb__b__seed0.json")
     for card in (a, b):
         validate(card)
-        assert card["eps"] == 0.05  # the largest strength both runs evaluated
-    assert a["robust_acc"] == pytest.approx(40.0) and a["robust_attack"] == "autoattack_linf"
-    assert a["autoattack_acc"] == pytest.approx(40.0)
+        assert card["eps"] == 0.1  # the digits threat model's stated eps (brainalign.headline)
+        assert card["headline_attack"] == HEADLINE_NAME and card["headline_acc"] is None  # APGD not run
+    assert a["robust_acc"] == pytest.approx(25.0) and a["robust_attack"] == "autoattack_linf"
+    assert a["autoattack_acc"] == pytest.approx(25.0)
     assert a["unreliable"] is True and "gradient masking: loss did not rise" in a["footnote"]
     assert a["brain_alignment"] == {"V4": {"predictivity": 0.41}}
-    assert b["robust_acc"] == pytest.approx(45.0) and b["robust_attack"] == "pgd_linf[steps=10]"
+    assert b["robust_acc"] == pytest.approx(35.0) and b["robust_attack"] == "pgd_linf[steps=10]"
     assert b["unreliable"] is False
     assert b["regularizers"] == [{"name": "pixel_similarity", "weight": 4.0, "control": "none",
                                   "params": {"threshold": 0.2}}]
@@ -85,8 +88,8 @@ def test_robust_accuracy_is_the_worst_attack_at_the_common_eps_and_failed_self_c
     import pandas as pd
 
     table = pd.read_parquet(out / "leaderboard.parquet").set_index("model")
-    assert table.loc["lb__a__seed0", "robust_acc"] == pytest.approx(40.0)
-    assert table.loc["lb__b__seed0", "fgsm@0.05"] == pytest.approx(55.0)
+    assert table.loc["lb__a__seed0", "robust_acc"] == pytest.approx(25.0)
+    assert table.loc["lb__b__seed0", "fgsm@0.1"] == pytest.approx(55.0)
     assert table.loc["lb__b__seed0", "regularizers"] == "pixel_similarity(w=4)"
 
     page = (out / "leaderboard.html").read_text()

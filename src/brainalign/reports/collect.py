@@ -16,7 +16,9 @@ from brainalign import __version__
 from brainalign.analysis.comparisons import paired_tests, run_gain, strong_attack_check, structure_specific_gains
 from brainalign.analysis.runs import Run, attack_keys, by_condition, find_baseline, headline_attack, load_runs, role
 from brainalign.analysis.stats import mean_ci, nanmean
+from brainalign.analysis.summary import condition_means, gradient_balance, seed_statuses, summarize
 from brainalign.errors import BrainAlignError
+from brainalign.headline import describe, pgd_key
 from brainalign.io import read_json
 
 SCHEMA_VERSION = 1
@@ -86,6 +88,16 @@ def _safe(fn, *args, **kwargs) -> dict[str, Any]:
     return out
 
 
+def _claims(experiment_dir: Path, base: str | None) -> dict[str, Any]:
+    """The claims table (``brainalign.claims``), from the same summary as summary.json."""
+    if base is None:
+        return _not_computed("no baseline condition: the claims compare gains over the baseline")
+    try:
+        return {"computed": True, "rows": summarize(experiment_dir, baseline=base)["claims"]}
+    except BrainAlignError as exc:
+        return _not_computed(str(exc))
+
+
 def _study(experiment_dir: Path) -> dict[str, Any]:
     path = experiment_dir / STUDY
     if not path.exists():
@@ -111,6 +123,7 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
         attack = attack if attack in attack_keys(runs) else None
     key = headline_attack(runs, attack)
     high = _high(runs, key)
+    base_runs = {r.seed: r for r in groups.get(base, [])} if base else {}
 
     checks = {str(r.path.relative_to(experiment_dir)): self_checks(r) for r in runs}
     conditions = []
@@ -119,12 +132,24 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
         ran = [(r, c) for r, c in run_checks if c is not None]
         reasons = [f"seed {r.seed}: {reason}" for r, c in ran for reason in c.get("reasons", [])]
         gains = [run_gain(r, groups[base], key)["gain"] for r in group] if base and key else []
+        status = seed_statuses(group, base_runs)
+        accepted = [r for r, s in zip(group, status, strict=True) if not s["failed"]]
+        means = condition_means(accepted, base_runs, level)
         conditions.append({
             "name": name, "role": role(group[0], base), "n_seeds": len(group), "seeds": [r.seed for r in group],
             "regularizers": group[0].regularizers, "defences": group[0].defences,
-            "clean_accuracy": mean_ci([r.result.get("clean_accuracy", float("nan")) for r in group], level),
-            "robust_accuracy": mean_ci([_robust_accuracy(r, key, high) for r in group], level),
-            "gain": mean_ci(gains, level),
+            "n_failed": len(group) - len(accepted),
+            "failed_seeds": [{"seed": s["seed"], "reason": s["reason"]} for s in status if s["failed"]],
+            "did_not_learn": [s["seed"] for s in status if s["did_not_learn"]],
+            "seeds_in_means": [r.seed for r in accepted],
+            "clean_accuracy": means["clean_accuracy"],
+            "robust_accuracy": means["robust_accuracy"],
+            "robust_accuracy_pgd": means["robust_accuracy_pgd"],
+            "gain": means.get("gain", mean_ci([], level)),
+            "gain_pgd": means.get("gain_pgd", mean_ci([], level)),
+            "curve_robust_accuracy": mean_ci([_robust_accuracy(r, key, high) for r in group], level),
+            "curve_gain": mean_ci(gains, level),
+            "gradient_ratios": gradient_balance(group),
             "self_checks": "not computed" if not ran else ("unreliable" if reasons or
                                                             any(not c["reliable"] for _, c in ran) else "passed"),
             "n_checked": len(ran), "reasons": reasons, "simulated": any(r.simulated for r in group),
@@ -152,8 +177,12 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
         "baseline": base,
         "simulated": {"any": bool(simulated_conditions or study_simulated), "conditions": simulated_conditions,
                       "study_recording": study_simulated},
-        "headline": {"attack": key, "high_eps": high, "level": level,
-                     "robust_accuracy": "accuracy averaged over the high-epsilon strengths of the headline attack"},
+        "headline": {**describe(str(runs[0].result.get("data", ""))), "pgd_attack": pgd_key(runs[0]), "level": level,
+                     "robust_accuracy": "brainalign.headline: worst case per image over the headline attacks at "
+                                        "the threat model's eps, mean over accepted seeds",
+                     "curve_attack": key, "high_eps": high,
+                     "curve_robust_accuracy": "accuracy averaged over the high-epsilon strengths of the curve "
+                                              "attack (curves, paired tests and structure-specific gains)"},
         "conditions": conditions,
         "runs": [{"run": p, "reliable": None if c is None else bool(c.get("reliable")),
                   "reasons": [] if c is None else list(c.get("reasons", []))} for p, c in checks.items()],
@@ -168,6 +197,7 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
         "strong_attack": _safe(strong_attack_check, runs, baseline=base) if key else
         _not_computed("no attack results"),
         "target_diagnostics": diagnostics,
+        "claims": _claims(experiment_dir, base),
         "study": study,
     }
 

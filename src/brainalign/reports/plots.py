@@ -109,7 +109,7 @@ def clean_robust_plane(conditions: Sequence[dict[str, Any]], style: dict[str, di
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("clean accuracy")
-    ax.set_ylabel(f"robust accuracy (high-eps mean, {attack})")
+    ax.set_ylabel(f"robust accuracy ({attack})" if attack else "robust accuracy")
     ax.set_title("clean versus robust accuracy (defences starred)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")

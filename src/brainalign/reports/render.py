@@ -104,13 +104,55 @@ def not_computed(part: dict[str, Any] | None, what: str) -> str | None:
 
 # ---- shared tables (rows of cells; HTML and Markdown render the same rows) ---------------------------
 
+def headline_sentence(report: dict[str, Any]) -> str:
+    """The report's one line on what its numbers are (plain text; the renderers escape or format it)."""
+    h = report["headline"]
+    curve = h.get("curve_attack")
+    return (f"{report['n_runs']} runs; baseline: {report['baseline'] or 'none'}. Headline robust accuracy: "
+            f"{h['attack']} at {h['norm']} eps {h['eps']:g} ({h['eps_units']}; {h['eps_source']}); PGD "
+            f"({h.get('pgd_attack') or 'not run'}) at the same eps beside it. Failed seeds (clean accuracy NaN or "
+            f"< 0.9 x the same-seed baseline's) are listed and left out of the means. Curves, paired tests and "
+            f"structure-specific gains use {curve or 'no attack'} averaged over strengths "
+            f"{', '.join(f'{e:g}' for e in h.get('high_eps') or []) or 'n/a'} (the high-eps range: upper half of "
+            f"the non-zero grid). Intervals are 95% CIs over seeds unless marked otherwise.")
+
+
+SELF_CHECK_COLUMN = 9
+
+
 def summary_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    head = ["condition", "role", "seeds", "clean accuracy", "robust accuracy", "gain over baseline", "self-checks"]
+    curve = report["headline"].get("curve_attack") or "curve attack"
+    head = ["condition", "role", "seeds", "failed seeds", "clean accuracy", "robust accuracy (headline)",
+            "robust accuracy (PGD)", "gain (headline)", f"gain ({curve}, high eps)", "self-checks"]
     rows = []
     for c in report["conditions"]:
         checks = c["self_checks"] if c["self_checks"] != "unreliable" else "UNRELIABLE"
-        rows.append([c["name"], c["role"], str(c["n_seeds"]), ci(c["clean_accuracy"]), ci(c["robust_accuracy"]),
-                     ci(c["gain"], signed=True), checks])
+        failed = "; ".join(f"seed {f['seed']}: {f['reason']}" for f in c.get("failed_seeds", [])) or "none"
+        if c.get("did_not_learn"):
+            failed += f" (did not learn: seeds {', '.join(map(str, c['did_not_learn']))})"
+        rows.append([c["name"], c["role"], str(c["n_seeds"]), failed, ci(c["clean_accuracy"]),
+                     ci(c["robust_accuracy"]), ci(c.get("robust_accuracy_pgd")), ci(c["gain"], signed=True),
+                     ci(c.get("curve_gain"), signed=True), checks])
+    return head, rows
+
+
+def gradient_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["condition", "term", "median ratio", "median, first quarter", "max", "dominated in seeds"]
+    rows = [[c["name"], str(g["name"]), num(g["median"]), num(g["median_first_quarter"]), num(g["max"]),
+             ", ".join(map(str, g["dominated_in_seeds"])) or "none"]
+            for c in report["conditions"] for g in c.get("gradient_ratios", [])]
+    return head, rows
+
+
+GRADIENT_NOTE = ("Gradient ratio: norm of the weighted term's gradient over cross-entropy's at the model's "
+                 "parameters, measured on a few steps per epoch; median over seeds. Above 1 the term outweighs "
+                 "the task; near 0 it barely acts.")
+
+
+def claims_rows(part: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["paper", "published claim", "metric", "size", "nearest measurement here", "verdict", "reason"]
+    rows = [[r["paper"], r["claim"], r["metric"], r["size"], r.get("measurement") or "none", r["verdict"],
+             r["reason"]] for r in part.get("rows", [])]
     return head, rows
 
 
@@ -234,13 +276,13 @@ def figures(report: dict[str, Any]) -> dict[str, tuple[bytes | None, str]]:
     high = report["headline"]["high_eps"]
     out: dict[str, tuple[bytes | None, str]] = {}
     for key, curves in report["curves"].items():
-        out[f"curve {key}"] = (plots.accuracy_curves(key, curves, style, high if key == report["headline"]["attack"]
-                                                     else ()),
+        marked = high if key == report["headline"]["curve_attack"] else ()
+        out[f"curve {key}"] = (plots.accuracy_curves(key, curves, style, marked),
                                f"Accuracy versus strength under {key}: mean over seeds, band = 95% CI over seeds.")
     out["clean versus robust"] = (plots.clean_robust_plane(report["conditions"], style, report["headline"]["attack"]),
-                                  "Every condition's clean accuracy against its robust accuracy (mean over the "
-                                  "high-eps strengths of the headline attack); bars = 95% CI over seeds; defences "
-                                  "(robustness references) are starred and in bold.")
+                                  "Every condition's clean accuracy against its headline robust accuracy (accepted "
+                                  "seeds); bars = 95% CI over seeds; defences (robustness references) are starred "
+                                  "and in bold.")
     study = report["study"]
     if study.get("computed"):
         out["gain versus predictivity"] = (plots.gain_vs_predictivity(study, style),
@@ -260,10 +302,7 @@ def render_html(report: dict[str, Any], figs: dict[str, tuple[bytes | None, str]
     parts = [f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>brainalign report: {exp}</title>',
              f"<script>{CHECK_SCRIPT}</script><style>{STYLE}</style></head><body>",
              f"<h1>brainalign report: {exp}</h1>",
-             f"<p>{report['n_runs']} runs; baseline: <b>{esc(report['baseline'] or 'none')}</b>; headline attack: "
-             f"<b>{esc(report['headline']['attack'] or 'none')}</b>, robust accuracy averaged over strengths "
-             f"{esc(', '.join(f'{e:g}' for e in report['headline']['high_eps']) or 'n/a')} (the high-eps range: "
-             f"upper half of the non-zero grid). Intervals are 95% CIs over seeds unless marked otherwise.</p>",
+             f"<p>{esc(headline_sentence(report))}</p>",
              '<p id="render-warning" class="warning" hidden></p>']
     sim = report["simulated"]
     if sim["any"]:
@@ -276,12 +315,24 @@ def render_html(report: dict[str, Any], figs: dict[str, tuple[bytes | None, str]
     head, rows = summary_rows(report)
     for c, row in zip(report["conditions"], rows, strict=True):
         row[1] = _badge(c["role"], "role-" + c["role"])
-        row[6] = _state_badge(c["self_checks"])
+        row[SELF_CHECK_COLUMN] = _state_badge(c["self_checks"])
     parts.append(_table(head, rows, ["defence" if c["role"] == "defence" else "" for c in report["conditions"]]))
     unreliable = [c for c in report["conditions"] if c["self_checks"] == "unreliable"]
     for c in unreliable:
         parts.append(f"<p>{_badge('UNRELIABLE', 'unreliable')} <b>{esc(c['name'])}</b>: "
                      + "; ".join(esc(r) for r in c["reasons"]) + "</p>")
+
+    parts.append('<h2 id="claims">The seed papers\' claims beside these runs</h2>')
+    reason = not_computed(report.get("claims"), "claims table")
+    parts.append(_nc(reason) if reason else
+                 "<p>Verdict from the 95% CIs of the headline gain (and of the structure-specific gain where the "
+                 "claim is about the brain's structure). A claim about real recordings is not testable on "
+                 "simulated ones.</p>" + _table(*claims_rows(report["claims"])))
+
+    parts.append('<h2 id="gradients">Gradient ratios</h2>')
+    head, rows = gradient_rows(report)
+    parts.append(f"<p>{esc(GRADIENT_NOTE)}</p>" + _table(head, rows) if rows else
+                 _nc("gradient ratios: not computed (no run recorded gradient_ratios)"))
 
     parts.append('<h2 id="curves">Accuracy versus strength</h2>')
     parts += [_figure(png, name, cap) for name, (png, cap) in figs.items() if name.startswith("curve ")]
@@ -399,14 +450,18 @@ def render_markdown(report: dict[str, Any]) -> str:
     if sim["any"]:
         where = sim["conditions"] + (["the study's recording"] if sim["study_recording"] else [])
         lines += [f"> **SIMULATED BRAIN DATA** in {', '.join(where)}. No real neural recordings were used there.", ""]
-    lines += [f"{report['n_runs']} runs; baseline: **{report['baseline'] or 'none'}**; headline attack: "
-              f"`{report['headline']['attack']}`, robust accuracy averaged over strengths "
-              f"{', '.join(f'{e:g}' for e in report['headline']['high_eps']) or 'n/a'} (high-eps range). "
-              "Mean [95% CI over seeds]. Figures are in report.html.", "", "## Conditions", ""]
+    lines += [headline_sentence(report) + " Figures are in report.html.", "", "## Conditions", ""]
     lines += _md_table(*summary_rows(report))
     for c in report["conditions"]:
         if c["self_checks"] == "unreliable":
             lines += [f"- **UNRELIABLE** {c['name']}: " + "; ".join(c["reasons"])]
+    lines += ["", "## The seed papers' claims beside these runs", ""]
+    reason = not_computed(report.get("claims"), "claims table")
+    lines += [f"_{reason}_", ""] if reason else _md_table(*claims_rows(report["claims"]))
+    lines += ["", "## Gradient ratios", ""]
+    head, rows = gradient_rows(report)
+    lines += ([GRADIENT_NOTE, ""] + _md_table(head, rows)) if rows else \
+        ["_gradient ratios: not computed (no run recorded gradient_ratios)_", ""]
     lines += ["", "## Paired tests against the baseline", ""]
     reason = not_computed(report["paired_tests"], "paired tests")
     lines += [f"_{reason}_", ""] if reason else _md_table(*paired_rows(report["paired_tests"]))

@@ -1,0 +1,110 @@
+"""summarize / summary_table on hand-made run folders whose answers are known exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import synthetic_runs as syn
+
+from brainalign.analysis.summary import summarize, summary_table
+from brainalign.headline import HEADLINE_NAME, describe
+
+CE, T, PGD = "apgd_ce_linf[steps=100]", "apgd_t_linf[steps=100]", "pgd_linf[steps=10]"
+
+
+@pytest.fixture(autouse=True)
+def apgd_meta(monkeypatch):
+    monkeypatch.setitem(syn.ATTACK_META, "apgd_ce_linf", ("whitebox", "Linf"))
+    monkeypatch.setitem(syn.ATTACK_META, "apgd_t_linf", ("whitebox", "Linf"))
+
+
+def curves(clean: int, ce: int, t: int, pgd: int) -> dict[str, dict[float, int]]:
+    return {PGD: {0.0: clean, 0.1: pgd}, CE: {0.0: clean, 0.1: ce}, T: {0.0: clean, 0.1: t}}
+
+
+def experiment(root):
+    for seed in range(3):
+        syn.write_run(root, "baseline", seed, curves(180, 60, 50, 70), data="digits", final_train_loss=0.1 + seed / 10)
+        # seed 1 keeps 100 of 200 images clean: below 0.9 x 180 / 200, a failed seed
+        clean = 100 if seed == 1 else 178
+        ratio = {"name": "pixel_similarity", "median": 1.5 + seed, "median_first_quarter": 5.0, "max": 40.0,
+                 "share_above_1": 0.8, "dominates": seed == 0, "n_epochs": 10}
+        syn.write_run(root, "pixel", seed, curves(clean, 90, 80 + seed, 95), data="digits",
+                      regularizers=syn.only("pixel_similarity"), gradient_ratios={"reg0": ratio})
+        syn.write_run(root, "chance", seed, curves(20, 5, 5, 5), data="digits", regularizers=syn.only("spectral"))
+    return root
+
+
+def test_headline_failed_seeds_and_words(tmp_path):
+    summary = summarize(experiment(tmp_path))
+    assert summary["headline"]["attack"] == HEADLINE_NAME and summary["headline"]["eps"] == describe("digits")["eps"]
+    base, pixel, chance = (summary["conditions"][n] for n in ("baseline", "pixel", "chance"))
+    # headline = worst case per image over APGD-CE and APGD-T (the first k images stay correct)
+    assert base["robust_accuracy"]["mean"] == pytest.approx(50 / 200)
+    assert base["robust_accuracy_pgd"]["mean"] == pytest.approx(70 / 200)
+    assert base["final_train_loss"]["mean"] == pytest.approx(0.2) and base["n_failed"] == 0
+    assert pixel["n_failed"] == 1 and pixel["failed_seeds"][0]["seed"] == 1
+    assert pixel["seeds_in_means"] == [0, 2] and pixel["clean_accuracy"]["mean"] == pytest.approx(178 / 200)
+    assert pixel["all_seeds"]["clean_accuracy"]["mean"] == pytest.approx((178 * 2 + 100) / 600)
+    assert pixel["gain"]["mean"] == pytest.approx(((80 - 50) + (82 - 50)) / 2 / 200)
+    assert pixel["gain_pgd"]["mean"] == pytest.approx(25 / 200)
+    assert chance["did_not_learn"] == [0, 1, 2] and chance["n_failed"] == 3
+    assert pixel["did_not_learn"] == [] and base["did_not_learn"] == []
+    words = " ".join(summary["statements"])
+    assert "pixel: 1 of 3 seeds failed (seeds 1)" in words and "chance: seeds 0, 1, 2 did not learn" in words
+    table = summary_table(summary)
+    assert "| pixel | 3 | 1: seed 1 |" in table and "did not learn: seeds 0, 1, 2" in table
+    assert HEADLINE_NAME in table and "Baseline final training loss: 0.200" in table
+    assert pixel["gradient_ratios"] == [{"term": "reg0", "name": "pixel_similarity", "n_seeds": 3, "median": 2.5,
+                                         "median_first_quarter": 5.0, "max": 40.0, "dominated_in_seeds": [0]}]
+    assert "the pixel_similarity term's gradient outweighs cross-entropy's" in words
+    assert "| pixel | pixel_similarity | 2.500 | 5.000 | 40.000 | seed 0 |" in table
+    json.dumps(summary, allow_nan=True)
+
+
+def test_no_gain_is_said_in_words(tmp_path):
+    for seed in range(3):
+        syn.write_run(tmp_path, "baseline", seed, curves(180, 60, 50, 70), data="digits")
+        check = {"computed": True, "n_checked": 5, "broken_by_fab_t": 0, "broken_by_square": seed % 2,
+                 "broken_by_either": seed % 2}
+        syn.write_run(tmp_path, "same", seed, curves(180, 60, 50 + (seed - 1) * 4, 70), data="digits",
+                      regularizers=syn.only("decorrelation"), headline_check=check)
+    summary = summarize(tmp_path)
+    assert summary["conditions"]["same"]["headline_check"] == {"n_runs": 3, "n_checked": 15, "broken_by_fab_t": 0,
+                                                               "broken_by_square": 1, "broken_by_either": 1}
+    assert summary["conditions"]["baseline"]["headline_check"] is None
+    assert any("FAB-T and Square broke 1 of 15" in s for s in summary["statements"])
+    assert "same: no clear robustness gain over the baseline (95% CI holds 0) under the headline attack." in \
+        summary["statements"]
+
+
+def test_report_shows_the_same_headline_and_failed_seeds(tmp_path):
+    from brainalign.reports import write_report
+
+    root = experiment(tmp_path)
+    summary = summarize(root)
+    paths = write_report(root, n_boot=50)
+    report = json.loads(paths["json"].read_text())
+    assert report["headline"]["attack"] == summary["headline"]["attack"] == HEADLINE_NAME
+    assert report["headline"]["eps"] == summary["headline"]["eps"]
+    pixel = next(c for c in report["conditions"] if c["name"] == "pixel")
+    assert pixel["n_failed"] == 1 and pixel["failed_seeds"][0]["seed"] == 1
+    assert pixel["robust_accuracy"] == summary["conditions"]["pixel"]["robust_accuracy"]
+    assert pixel["gain"] == summary["conditions"]["pixel"]["gain"]
+    assert pixel["gradient_ratios"][0]["median"] == 2.5
+    for page in (paths["html"].read_text(), paths["md"].read_text()):
+        assert "Gradient ratios" in page and "2.500" in page
+        assert HEADLINE_NAME in page and "seed 1: clean 0.500 &lt; 0.9" in page.replace("<", "&lt;")
+
+
+def test_leaderboard_shows_the_same_headline(tmp_path):
+    from brainalign.io import read_json
+    from brainalign.leaderboard import build_leaderboard
+
+    root = experiment(tmp_path / "exp")
+    summary = summarize(root)
+    out = build_leaderboard(root, tmp_path / "board")
+    card = read_json(out / "model_info" / "digits" / "Linf" / "baseline__seed0.json")
+    assert card["headline_attack"] == summary["headline"]["attack"] and card["eps"] == summary["headline"]["eps"]
+    assert card["headline_acc"] == pytest.approx(100 * summary["conditions"]["baseline"]["robust_accuracy"]["mean"])
