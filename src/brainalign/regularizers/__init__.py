@@ -112,7 +112,8 @@ def build_regularizers(config, model, data) -> list[tuple[Regularizer, float]]:
         if info.target in ("none",) and spec.recording is not None:
             raise ConfigError(f"{where}: {spec.name} takes no recording")
         try:
-            target_opts = TargetOptions(**opts) if info.target != "none" else None
+            target_opts = (TargetOptions(**{"targets": info.default_targets, **opts}) if info.target == "recording"
+                           else TargetOptions(**opts) if info.target != "none" else None)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         reg = _construct(spec.name, entry.obj, params, config.train.reg_batch_size)

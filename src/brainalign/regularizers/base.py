@@ -42,6 +42,7 @@ class RegularizerInfo:
     is_control: bool = False  # a control condition (decorrelation, pixel_continuous, ...)
     default_layers: Literal["stages", "penultimate"] = "penultimate"  # used when params give no ``layers``
     kind: Literal["similarity", "prediction", "alignment", "spectrum"] = "similarity"
+    default_targets: str = "average"  # the ``targets`` option used when params give none (regularizers.targets)
 
     @property
     def data_driven(self) -> bool:
