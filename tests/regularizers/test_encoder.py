@@ -123,3 +123,66 @@ def test_cnn_and_ridge_predictors_are_scored_on_the_same_folds():
         oof[te] = RidgeCV(alphas=ALPHAS).fit(feats[tr], y[tr].double().numpy()).predict(feats[te])
     expected = [np.corrcoef(oof[:, j], y[:, j].double().numpy())[0, 1] for j in range(4)]
     np.testing.assert_allclose(ridge.heldout_r_per_output, expected, atol=1e-10)
+
+
+# ---- the targets the predictors feed (regularizers.targets) ------------------------------------------------
+
+
+def test_denoising_weights_are_reliability_times_held_out_r_clipped_at_zero():
+    from brainalign.regularizers.targets import denoising_weights
+
+    reliability = np.array([0.8, 0.5, -0.2, 0.9])
+    heldout_r = np.array([[0.5, 0.7], [0.4, np.nan], [0.9, 0.9], [-0.3, -0.1]])  # (neuroid, time)
+    np.testing.assert_allclose(denoising_weights(reliability, heldout_r), [0.8 * 0.6, 0.5 * 0.2, 0.0, 0.0])
+
+
+def test_a_bare_neural_similarity_uses_the_denoised_target_and_raw_and_shuffled_remain(tiny_config):
+    from brainalign.registry import REGULARIZERS
+    from brainalign.regularizers.targets import TARGET_OPTIONS
+    from brainalign.train import build_trainee
+
+    assert REGULARIZERS.info("neural_similarity").default_targets == "denoised"
+    assert {"targets", "predictor", "predictor_seed"} <= set(TARGET_OPTIONS)
+    for name in ("neural_prediction", "cka", "dcca"):  # regularizers whose papers used measured responses
+        assert REGULARIZERS.info(name).default_targets == "average"
+    rec = {"name": "sim_v1", "options": {"n_units": 10}}
+    small = {"data": {"max_train": 200}, "model": {"name": "small_cnn", "width": 4}}
+
+    def built(**spec):
+        trainee = build_trainee(tiny_config(regularizers=[{"name": "neural_similarity", "weight": 1.0,
+                                                           "recording": rec, **spec}], **small))
+        return trainee.regularizers[0][0]
+
+    bare = built()
+    info = bare.target_info
+    assert info["targets"] == "denoised" and info["predictor"]["kind"] == "cnn encoder"
+    assert info["neuroid_weights"] == "reliability x held-out prediction r" and info["predictor"]["heldout_r"] > 0.3
+    # The target is the encoder's prediction, neuroid n scaled by reliability_n x r_n.
+    from brainalign.neural import load_recording
+    from brainalign.regularizers.encoder import EncoderSettings, fit_encoder
+    from brainalign.regularizers.targets import _reliability, denoising_weights
+
+    trainee_data = build_trainee(tiny_config(**small)).data
+    ids = [f"train-{i:05d}" for i in range(len(trainee_data.train))]
+    full = load_recording("sim_v1", images=trainee_data.train.images.numpy(),
+                          labels=trainee_data.train.labels.numpy(), stimulus_ids=ids, n_units=10).split("train")
+    keep = [ids.index(s) for s in full.stimulus_ids]
+    images = trainee_data.train.images[keep]
+    y = torch.from_numpy(full.average().reshape(len(keep), -1))
+    enc = fit_encoder(images, y, EncoderSettings(seed=0))
+    assert enc.cache == "hit"  # the build trained and cached this very encoder
+    w = denoising_weights(_reliability(full), enc.heldout_r_per_output.reshape(-1, 1))
+    expected = enc.predict(images)[:, w > 0] * torch.from_numpy(w[w > 0]).float()
+    torch.testing.assert_close(bare.reg_set.targets, expected)
+    # Raw responses stay an option, and so do the ridge predictor and the shuffled control.
+    raw = built(params={"targets": "average"})
+    assert raw.target_info["targets"] == "average" and "predictor" not in raw.target_info
+    torch.testing.assert_close(raw.reg_set.targets, y)
+    ridge = built(params={"predictor": "ridge"})
+    assert ridge.target_info["predictor"]["kind"] == "random-feature ridge"
+    shuffled = built(control="shuffled")
+    assert shuffled.reg_set.control == "shuffled" and shuffled.target_info["targets"] == "denoised"
+    assert not torch.equal(shuffled.reg_set.targets, bare.reg_set.targets)
+    assert sorted(map(tuple, shuffled.reg_set.targets.tolist())) == sorted(map(tuple, bare.reg_set.targets.tolist()))
+    with pytest.raises(ConfigError, match="predictor must be one of"):
+        built(params={"predictor": "vgg"})
