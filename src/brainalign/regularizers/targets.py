@@ -227,6 +227,10 @@ def recording_set(rec_cfg, data, opts: TargetOptions, cache: RecordingCache, see
     if opts.targets in PREDICTED:
         predictor = fit_recording_predictor(images, targets, opts.predictor, opts.predictor_seed)
         info["predictor"] = predictor.describe()
+        per_neuroid = np.asarray(predictor.heldout_r_per_output, dtype=np.float64).reshape(shape)
+        # Cross-validated r per neuroid (averaged over time bins; None for constant responses).
+        info["predictor"]["heldout_r_per_neuroid"] = [round(float(np.nanmean(row)), 4) if np.isfinite(row).any()
+                                                      else None for row in per_neuroid]
         if opts.stimuli == "train":
             images, ids = data.train.images, train_ids(len(data.train))
         targets = predictor.predict(images)
