@@ -6,7 +6,7 @@ phi(x): the chosen layer(s), each average-pooled to ``pool`` x ``pool`` and flat
 a linear readout to every target output (neuroid x time bin, flattened; EEG: channel x time point)
 (``readout: linear``, default), or ``readout: gaussian2d``: Safarani et al.'s Gaussian2d readout
 (``readouts.Gaussian2d``: one learned position per output on one conv layer's map, sampled around mu during
-training, linear weights over channels; default layer the last conv stage).
+training, linear weights over channels; default layer the deepest stage that is still a map).
 loss: ``mse`` (default) or ``poisson`` (rate = ELU(z) + 1, loss = rate - r log(rate + eps), as
 neuralpredictors' ``PoissonLoss``).
 
@@ -87,7 +87,7 @@ class NeuralPrediction(Regularizer):
         uncertainty_form: ``safarani`` (default) or ``guo``.
         alpha: the convex weighting's share of the neural loss (Shao et al.: 0.9).
         pool: spatial side each conv layer is average-pooled to before the linear readout (default 1).
-        readout: ``linear`` (default) or ``gaussian2d`` (one conv layer; default the last conv stage).
+        readout: ``linear`` (default) or ``gaussian2d`` (one conv layer; default the deepest stage still a map).
         init_sigma: the Gaussian2d readout's initial position noise (in map coordinates [-1, 1]).
         init_log_var: initial log-variance of the learned weighting.
         batch_size: stimuli per step (default: the run's ``train.reg_batch_size``).
