@@ -220,11 +220,12 @@ def _refit_readout(model: CNNEncoder, images: torch.Tensor, y: torch.Tensor) -> 
     """Replace the trained linear readout by ridge regression (LOO penalty) on the frozen pooled features."""
     from sklearn.linear_model import RidgeCV
 
-    from brainalign.regularizers.predictor import ALPHAS
+    from brainalign.regularizers.predictor import ALPHAS, blas_threads
 
     f = model.pooled(images).double()
     mu, sd = f.mean(0), f.std(0) + 1e-8
-    fit = RidgeCV(alphas=ALPHAS).fit(((f - mu) / sd).numpy(), y.double().numpy())
+    with blas_threads():
+        fit = RidgeCV(alphas=ALPHAS).fit(((f - mu) / sd).numpy(), y.double().numpy())
     coef = torch.from_numpy(np.asarray(fit.coef_, dtype=np.float64).reshape(y.shape[1], -1))  # (F, D)
     intercept = torch.from_numpy(np.asarray(fit.intercept_, dtype=np.float64).reshape(-1))
     model.readout.weight.copy_((coef / sd).float())
