@@ -10,8 +10,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# torch is pinned in the same call so that pip takes the local CPU build, not a CUDA one.
 	$(PY) -m pip install -q torch==2.13.0 -e ".[dev,sweep]"
-	# torchattacks is the reference our PGD is compared against; its torchvision requirement is not needed.
-	$(PY) -m pip install -q --no-deps torchattacks==3.5.1
+	# References our code is compared against in tests, without their unneeded requirements: torchattacks (PGD;
+	# asks for torchvision) and neuralpredictors (Gaussian2d readout; its other requirements are installed above).
+	$(PY) -m pip install -q --no-deps torchattacks==3.5.1 neuralpredictors==0.3.0
 	touch $(STAMP)
 
 demo: $(STAMP)

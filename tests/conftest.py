@@ -14,6 +14,15 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _encoder_cache(tmp_path_factory):
+    """Trained neural encoders are cached in a folder of the test session, never in the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BRAINALIGN_CACHE_DIR", str(tmp_path_factory.mktemp("brainalign-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def tiny_config(tmp_path):
     """A run that trains in about a second: small CNN, 3 epochs, 120 test images attacked."""

@@ -47,7 +47,10 @@ def test_stacked_regularizers_with_their_own_weights_and_target_info(tiny_config
     assert info["n_recording_stimuli"] == len(data.train) > info["n_stimuli"] == len(ns.reg_set)
     k = int(ns.reg_set.stimulus_ids[0].split("-")[1])
     assert torch.equal(ns.reg_set.images[0], data.train.images[k])
-    assert ns.reg_set.targets.shape == (len(ns.reg_set), 24) and info["target_shape"] == [24, 1]
+    # The default target is denoised: neuroids whose reliability x held-out r is <= 0 are dropped.
+    kept = info["neuroids_kept"]
+    assert info["targets"] == "denoised" and info["predictor"]["kind"] == "cnn encoder" and 12 <= kept <= 24
+    assert ns.reg_set.targets.shape == (len(ns.reg_set), kept) and info["target_shape"] == [kept, 1]
     assert set(info["diagnostics"]) >= {"pixel_correlation", "zero_share", "effective_rank", "warnings"}
     # Pixel targets: mean-image-subtracted pixels of the training images; never "simulated".
     assert ps.reg_set.targets.shape == (len(data.train), 64)

@@ -43,7 +43,7 @@ class RegularizerInfo:
     default_layers: Literal["stages", "penultimate", "first"] = "penultimate"  # when params give no ``layers``
     kind: Literal["similarity", "prediction", "alignment", "spectrum"] = "similarity"
     #: target options (``regularizers.targets``) that this method's paper fixes, used unless ``params`` set
-    #: them, e.g. Dapello et al.'s 70-170 ms window: ((option, value), ...)
+    #: them, e.g. Dapello et al.'s 70-170 ms window or Li et al.'s denoised target: ((option, value), ...)
     target_defaults: tuple[tuple[str, object], ...] = ()
 
     @property

@@ -3,7 +3,10 @@
     L = CE + w * L_neural,   L_neural = mean_{stimuli, outputs} loss(head(phi(x)), r)
 
 phi(x): the chosen layer(s), each average-pooled to ``pool`` x ``pool`` and flattened, concatenated; head:
-a linear readout to every target output (neuroid x time bin, flattened; EEG: channel x time point).
+a linear readout to every target output (neuroid x time bin, flattened; EEG: channel x time point)
+(``readout: linear``, default), or ``readout: gaussian2d``: Safarani et al.'s Gaussian2d readout
+(``readouts.Gaussian2d``: one learned position per output on one conv layer's map, sampled around mu during
+training, linear weights over channels; default layer the deepest stage that is still a map).
 loss: ``mse`` (default) or ``poisson`` (rate = ELU(z) + 1, loss = rate - r log(rate + eps), as
 neuralpredictors' ``PoissonLoss``).
 
@@ -28,8 +31,9 @@ guidance, restricted to one ROI with ``neuroid_filter``.
 References: Safarani et al., "Towards robust vision by multi-task learning on monkey visual cortex", NeurIPS
 2021. Guo et al., "Limited but consistent gains in adversarial robustness by co-training object recognition
 models with human EEG", arXiv 2409.03646. Shao, Ma, Li & Beck, arXiv 2405.02564.
-Differences: Safarani read V1 from VGG19 features[:17] with a Gaussian2d readout; we use a linear readout of
-pooled features (``pool`` > 1 keeps a coarse spatial map). Guo's best head concatenated blocks 3 and 4
+Differences: Safarani read V1 from VGG19 features[:17] with a Gaussian2d readout (``readout: gaussian2d``
+on a stage of our models; the linear readout of pooled features stays the default, ``pool`` > 1 keeps a coarse
+spatial map). Guo's best head concatenated blocks 3 and 4
 (``layers: [layer3, layer4]``).
 """
 
@@ -46,11 +50,13 @@ from brainalign.regularizers.base import (
     Regularizer,
     RegularizerInfo,
     check_choice,
+    default_layers,
     feature_shapes,
     flat,
     readout_dim,
     readout_features,
 )
+from brainalign.regularizers.readouts import Gaussian2d
 
 
 def poisson_loss(rate: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -80,7 +86,9 @@ class NeuralPrediction(Regularizer):
         weighting: ``fixed`` (default), ``uncertainty`` or ``convex`` (see the module docstring).
         uncertainty_form: ``safarani`` (default) or ``guo``.
         alpha: the convex weighting's share of the neural loss (Shao et al.: 0.9).
-        pool: spatial side each conv layer is average-pooled to before the readout (default 1).
+        pool: spatial side each conv layer is average-pooled to before the linear readout (default 1).
+        readout: ``linear`` (default) or ``gaussian2d`` (one conv layer; default the deepest stage still a map).
+        init_sigma: the Gaussian2d readout's initial position noise (in map coordinates [-1, 1]).
         init_log_var: initial log-variance of the learned weighting.
         batch_size: stimuli per step (default: the run's ``train.reg_batch_size``).
     """
@@ -88,9 +96,12 @@ class NeuralPrediction(Regularizer):
     default_layers = "penultimate"
 
     def __init__(self, layers=None, loss: str = "mse", weighting: str = "fixed", uncertainty_form: str = "safarani",
-                 alpha: float = 0.9, pool: int = 1, init_log_var: float = 0.0, batch_size: int | None = None):
+                 alpha: float = 0.9, pool: int = 1, init_log_var: float = 0.0, batch_size: int | None = None,
+                 readout: str = "linear", init_sigma: float = 0.3):
         super().__init__()
         check_choice("loss", loss, ("mse", "poisson"))
+        check_choice("readout", readout, ("linear", "gaussian2d"))
+        self.readout, self.init_sigma = readout, float(init_sigma)
         check_choice("weighting", weighting, ("fixed", "uncertainty", "convex"))
         check_choice("uncertainty_form", uncertainty_form, ("safarani", "guo"))
         if not 0 < alpha < 1:
@@ -112,6 +123,17 @@ class NeuralPrediction(Regularizer):
     def transforms_ce(self) -> bool:
         return self.weighting != "fixed"
 
+    def resolve_layers(self, model: nn.Module, penultimate: str | None = None) -> tuple[str, ...]:
+        """The Gaussian2d readout reads one conv map: by default the deepest stage whose output is a map (chosen
+        in ``setup``, from the feature shapes; here the stages are the candidates)."""
+        if self.readout == "gaussian2d":
+            if not self.layers:
+                self._candidates = default_layers(model, "stages", penultimate)
+                self.layers = self._candidates[-1:]
+            if len(self.layers) != 1:
+                raise ConfigError(f"readout: gaussian2d reads one layer; got layers {list(self.layers)}")
+        return super().resolve_layers(model, penultimate)
+
     def setup(self, model: nn.Module, reg_set: RegularizationSet | None, probe: torch.Tensor | None = None) -> None:
         if reg_set is None or reg_set.targets is None:
             raise ConfigError("neural_prediction needs neural targets (a recording)")
@@ -124,14 +146,34 @@ class NeuralPrediction(Regularizer):
             targets = targets.clamp_min(0)  # Gaussian random targets with matched statistics: rates >= 0
         self.targets = targets
         shapes = feature_shapes(model, reg_set.images, self.layers)
-        in_dim = readout_dim(shapes, self.layers, self.pool)
-        self.head = nn.Linear(in_dim, targets.shape[1]).to(next(model.parameters()).device)
+        device = next(model.parameters()).device
+        if self.readout == "gaussian2d":
+            candidates = getattr(self, "_candidates", None)
+            if candidates:  # no layer named: the deepest stage that still has a spatial map
+                all_shapes = feature_shapes(model, reg_set.images, tuple(candidates))
+                spatial = [name for name in candidates if len(all_shapes[name]) == 3]
+                self.layers = (spatial[-1],) if spatial else self.layers
+                shapes = feature_shapes(model, reg_set.images, self.layers)
+            shape = shapes[self.layers[0]]
+            if len(shape) != 3:
+                raise ConfigError(f"readout: gaussian2d needs a conv layer (C, H, W); {self.layers[0]} gives "
+                                  f"{shape}; name one with layers: [...]")
+            mean = targets.mean(0)
+            if self.loss == "poisson":  # the bias starts where the rate ELU(z) + 1 equals the mean response
+                mean = torch.where(mean >= 1, mean - 1, torch.log(mean.clamp_min(1e-3)))
+            self.head = Gaussian2d(shape[0], targets.shape[1], init_sigma=self.init_sigma,
+                                   mean_activity=mean).to(device)
+        else:
+            in_dim = readout_dim(shapes, self.layers, self.pool)
+            self.head = nn.Linear(in_dim, targets.shape[1]).to(device)
         if self.weighting == "uncertainty":
             self.log_var_neural = nn.Parameter(torch.tensor(self.init_log_var))
             self.log_var_ce = nn.Parameter(torch.tensor(self.init_log_var))
 
     def predict(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Head outputs (B, F) (for the Poisson loss, rates are ELU(output) + 1)."""
+        if self.readout == "gaussian2d":
+            return self.head(features[self.layers[0]])
         return self.head(readout_features(features, self.layers, self.pool))
 
     def transform_ce(self, ce: torch.Tensor) -> torch.Tensor:

@@ -6,10 +6,13 @@ Tolias (2019), "Learning from brains how to regularize machines", NeurIPS (arXiv
 
 S^neural is the cosine similarity of the stimuli's neural response vectors, centred across stimuli and
 unit-normalised. The paper's targets are *denoised*: responses predicted by a CNN fitted to mouse V1, with
-neurons weighted by reliability (raw single-trial similarity did not help robustness). Here the target rows
-are chosen by the data pipeline (``targets`` parameter of the run config, see ``build_regularizers``):
-``average`` (trial-averaged responses), ``reliability`` (averaged, each neuroid scaled by its reliability)
-or ``predicted`` (a ridge predictor fitted to the recording: a stand-in for the paper's CNN predictor).
+neurons weighted by reliability and prediction accuracy (raw neural similarity did not help robustness).
+That is the default here (``targets: denoised``, see ``regularizers.targets``): the responses predicted by a
+trained, cross-validated CNN encoder (``regularizers.encoder``), each neuroid scaled by
+reliability x held-out prediction r (our reading of "weighted by reliability and prediction accuracy"; the
+paper gives no formula), then centred and unit-normalised by the cosine. Options: ``average`` (raw
+trial-averaged responses), ``reliability``, ``predicted`` (unweighted), and ``predictor: ridge`` (the fast
+random-feature ridge instead of the CNN); the ``shuffled`` control applies to any of them.
 
 Paper vs code: the paper writes sum_{i != j}; the code (elieattias1/pixel-reg, built on Li et al.) averages
 over k = 16 sampled pairs per step, which we follow (so ``a`` is on the code's scale); the arctanh term is the
@@ -29,6 +32,6 @@ from brainalign.regularizers.base import RegularizerInfo
     "neural_similarity",
     description="Li et al. 2019: layer-mixed feature similarity matched to neural similarity (arctanh^2)",
     info=RegularizerInfo(target="recording", reference="Li et al. 2019, arXiv 1911.05072",
-                         default_layers="stages", kind="similarity"))
+                         default_layers="stages", kind="similarity", target_defaults=(("targets", "denoised"),)))
 class NeuralSimilarity(PairSimilarityRegularizer):
     """Pairs of regularization stimuli; target = cosine similarity of their (centred) neural responses."""

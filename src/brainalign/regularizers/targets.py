@@ -2,11 +2,17 @@
 
 Target options live in a regularizer's ``params`` beside its own parameters and are consumed here:
 
-- ``targets``: ``average`` (trial-averaged responses; default), ``reliability`` (averaged, each neuroid
-  scaled by its reliability, neuroids with reliability <= 0 dropped: Li et al.'s weighting) or ``predicted``
-  (a frozen random-feature ridge predictor fitted to the recording: "denoised" targets, see ``predictor``).
+- ``targets``: ``average`` (trial-averaged responses), ``reliability`` (averaged, each neuroid scaled by its
+  reliability, neuroids with reliability <= 0 dropped), ``predicted`` (a frozen predictor's responses) or
+  ``denoised`` (Li et al.'s target: the predictor's responses, each neuroid scaled by reliability x held-out
+  prediction r, neuroids with a weight <= 0 dropped). The default is the regularizer's
+  ``RegularizerInfo.target_defaults`` (``denoised`` for neural_similarity, ``average`` for the others).
+- ``predictor``: ``cnn`` (default; a trained, cross-validated, cached CNN encoder, see ``encoder``) or
+  ``ridge`` (the fast random-feature ridge, see ``predictor``); for ``predicted`` and ``denoised``.
+- ``predictor_seed``: seed of the predictor (default 0). The targets are a function of the recording, not of
+  the run's seed, so runs of every seed share one cached encoder.
 - ``stimuli``: ``recording`` (default) or ``train``: the predictor's pseudo-targets for the run's training
-  images (Shao et al.'s guidance; needs ``targets: predicted``).
+  images (Shao et al.'s guidance; needs ``targets: predicted`` or ``denoised``).
 - ``split``: ``auto`` (default: the recording's ``train`` split when it has one besides others, so that its
   held-out stimuli stay unseen), a split name, or ``all``.
 - ``region``: keep the neuroids of one region or a list (per-ROI guidance).
@@ -32,16 +38,20 @@ import torch
 from brainalign.errors import ConfigError, DataError
 from brainalign.regularizers.base import RegularizationSet, check_choice
 from brainalign.regularizers.diagnostics import pixel_rows
+from brainalign.regularizers.encoder import EncoderSettings, fit_encoder
 from brainalign.regularizers.predictor import fit_predictor
 
-TARGET_OPTIONS = ("targets", "stimuli", "split", "region", "time_window", "time_average", "standardize",
-                  "max_stimuli")
+TARGET_OPTIONS = ("targets", "predictor", "predictor_seed", "stimuli", "split", "region", "time_window",
+                  "time_average", "standardize", "max_stimuli")
+PREDICTED = ("predicted", "denoised")
 PIXEL_OPTIONS = ("max_stimuli",)
 
 
 @dataclass
 class TargetOptions:
     targets: str = "average"
+    predictor: str = "cnn"
+    predictor_seed: int = 0
     stimuli: str = "recording"
     split: str = "auto"
     region: str | list[str] | None = None
@@ -51,11 +61,14 @@ class TargetOptions:
     max_stimuli: int | None = None
 
     def __post_init__(self):
-        check_choice("targets", self.targets, ("average", "reliability", "predicted"))
+        check_choice("targets", self.targets, ("average", "reliability", "predicted", "denoised"))
+        check_choice("predictor", self.predictor, ("cnn", "ridge"))
         check_choice("stimuli", self.stimuli, ("recording", "train"))
-        if self.stimuli == "train" and self.targets != "predicted":
-            raise ConfigError("stimuli: train needs targets: predicted (responses to the training images come "
-                              "from a predictor fitted to the recording)")
+        if not isinstance(self.predictor_seed, int) or self.predictor_seed < 0:
+            raise ConfigError(f"predictor_seed must be an integer >= 0, got {self.predictor_seed!r}")
+        if self.stimuli == "train" and self.targets not in PREDICTED:
+            raise ConfigError("stimuli: train needs targets: predicted or denoised (responses to the training "
+                              "images come from a predictor fitted to the recording)")
         if self.max_stimuli is not None and (not isinstance(self.max_stimuli, int) or self.max_stimuli < 2):
             raise ConfigError(f"max_stimuli must be an integer >= 2, got {self.max_stimuli!r}")
         if self.time_window is not None and (not isinstance(self.time_window, (list, tuple))
@@ -156,8 +169,32 @@ def _reliability(rec) -> np.ndarray:
     return np.nan_to_num(rel, nan=0.0).clip(min=0.0)
 
 
-def recording_set(rec_cfg, data, opts: TargetOptions, cache: RecordingCache, seed: int) -> BuiltSet:
-    """Stimuli and neural targets (N, neuroid * time) of a recording, per the target options."""
+def fit_recording_predictor(images: torch.Tensor, responses: torch.Tensor, kind: str = "cnn", seed: int = 0):
+    """The frozen predictor of (N, F) responses: the trained CNN encoder (``cnn``) or the random-feature ridge.
+
+    Both have ``predict(images)``, ``heldout_r_per_output`` (cross-validated, same folds for the same seed)
+    and ``describe()``.
+    """
+    if kind == "cnn":
+        return fit_encoder(images, responses, EncoderSettings(seed=seed))
+    return fit_predictor(images, responses, seed=seed)
+
+
+def denoising_weights(reliability: np.ndarray, heldout_r: np.ndarray) -> np.ndarray:
+    """Li et al.'s neuroid weights (neuroid,): reliability x held-out prediction r, both clipped at 0.
+
+    ``heldout_r``: (neuroid, time) held-out r of the predictor's outputs, averaged over time bins (NaN, from
+    constant outputs, counts as 0).
+    """
+    accuracy = np.nan_to_num(np.asarray(heldout_r, dtype=np.float64), nan=0.0).mean(axis=1)
+    return np.clip(reliability, 0, None) * np.clip(accuracy, 0, None)
+
+
+def recording_set(rec_cfg, data, opts: TargetOptions, cache: RecordingCache, seed: int | None = None) -> BuiltSet:
+    """Stimuli and neural targets (N, neuroid * time) of a recording, per the target options.
+
+    ``seed`` is unused (kept for callers): the predictor's seed is ``opts.predictor_seed``.
+    """
     rec, images, ids, simulated = cache.load(rec_cfg, data)
     n_all = len(ids)
     rec, split = _select_split(rec, opts.split)
@@ -177,26 +214,45 @@ def recording_set(rec_cfg, data, opts: TargetOptions, cache: RecordingCache, see
                         f"(stimuli without a valid repetition?); drop those stimuli or neuroids first")
     info: dict = {"source": f"recording:{rec_cfg.name}", "split": split, "n_recording_stimuli": n_all,
                   "targets": opts.targets, "stimuli": opts.stimuli}
-    if opts.targets == "reliability":
+    w = None
+    if opts.targets in ("reliability", "denoised"):
         w = _reliability(rec)
+    if opts.targets == "reliability":
         if not (w > 0).any():
             raise DataError(f"recording {rec_cfg.name!r}: no neuroid has a positive reliability")
         avg = avg[:, w > 0] * w[w > 0][None, :, None].astype(np.float32)
         info["neuroids_kept"] = int((w > 0).sum())
     targets = torch.from_numpy(np.ascontiguousarray(avg.reshape(avg.shape[0], -1), dtype=np.float32))
     shape = tuple(int(s) for s in avg.shape[1:])
-    if opts.targets == "predicted":
-        predictor = fit_predictor(images, targets, seed=seed)
+    if opts.targets in PREDICTED:
+        predictor = fit_recording_predictor(images, targets, opts.predictor, opts.predictor_seed)
         info["predictor"] = predictor.describe()
+        per_neuroid = np.asarray(predictor.heldout_r_per_output, dtype=np.float64).reshape(shape)
+        # Cross-validated r per neuroid (averaged over time bins; None for constant responses).
+        info["predictor"]["heldout_r_per_neuroid"] = [round(float(np.nanmean(row)), 4) if np.isfinite(row).any()
+                                                      else None for row in per_neuroid]
         if opts.stimuli == "train":
             images, ids = data.train.images, train_ids(len(data.train))
         targets = predictor.predict(images)
+        if opts.targets == "denoised":
+            w = denoising_weights(w, np.asarray(predictor.heldout_r_per_output).reshape(shape))
+            if not (w > 0).any():
+                raise DataError(f"recording {rec_cfg.name!r}: no neuroid has both a positive reliability and a "
+                                f"positive held-out prediction r; nothing to denoise (use targets: average)")
+            kept = torch.from_numpy(np.flatnonzero(w > 0))
+            scale = torch.from_numpy(w[w > 0].astype(np.float32))
+            targets = (targets.reshape(len(targets), *shape)[:, kept] * scale[None, :, None]).reshape(len(targets), -1)
+            shape = (int(len(kept)),) + shape[1:]
+            info["neuroids_kept"] = int(len(kept))
+            info["neuroid_weights"] = "reliability x held-out prediction r"
     if opts.max_stimuli is not None:
         images, ids, targets = images[: opts.max_stimuli], ids[: opts.max_stimuli], targets[: opts.max_stimuli]
     if opts.standardize:
         targets = (targets - targets.mean(0)) / targets.std(0).clamp_min(1e-8)
     _check_varies(targets, rec_cfg.name)
     desc = f"{rec_cfg.name} {opts.targets} responses" + (" (simulated)" if simulated else "")
+    if opts.targets in PREDICTED:
+        desc += f", {opts.predictor} predictor"
     reg_set = RegularizationSet(images.contiguous(), ids, targets, target_shape=shape, description=desc,
                                 simulated=simulated)
     info.update({"recording": rec_cfg.name, "n_stimuli": len(ids), "target_shape": list(shape)})
