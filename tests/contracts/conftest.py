@@ -34,3 +34,36 @@ def refused(capsys, tmp_path):
         return lines[0]
 
     return check
+
+
+@pytest.fixture
+def untrained_run(tmp_path):
+    """``untrained_run(**result_fields)``: a run folder with an untrained small CNN's weights and a result.json,
+    written without training, for the tests of what reads run folders."""
+    from brainalign import results
+    from brainalign.config import parse_config
+    from brainalign.data import load_data
+    from brainalign.io import save_checkpoint, write_json, write_yaml
+    from brainalign.models import build_model
+
+    def make(weights_width: int = 8, name: str = "baseline", **fields) -> Path:
+        config = parse_config({"experiment": "e", "name": name, "out_dir": str(tmp_path / "runs"),
+                               "model": {"name": "small_cnn", "width": 8}})
+        data = load_data(config.data)
+        arch = config.model.model_copy(update={"width": weights_width})
+        model = build_model(arch, data.num_classes, data.in_channels, data.image_size, data.mean, data.std)
+        run_dir = config.run_dir
+        write_yaml(run_dir / results.CONFIG, config.to_dict())
+        save_checkpoint(run_dir / results.WEIGHTS, dict(model.state_dict()), {"format": "brainalign-model"})
+        result = {**results.provenance(), "experiment": "e", "name": name, "seed": 0, "data": "digits",
+                  "model": "small_cnn", "clean_accuracy": 0.1, "n_test": len(data.test),
+                  "robustness": {"pgd_linf": {"attack": "pgd_linf", "eps": [0.0, 0.1], "accuracy": [0.1, 0.05],
+                                              "n_examples": 40}}}
+        result.update(fields)
+        write_json(run_dir / results.RESULT, {k: v for k, v in result.items() if v != DROP})
+        return run_dir
+
+    return make
+
+
+DROP = "<drop>"  # a field value that leaves the field out of the result (tests/contracts use the same text)
