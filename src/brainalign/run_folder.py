@@ -120,11 +120,18 @@ def write_checkpoint(run_dir: Path, tensors: dict[str, torch.Tensor], epoch: int
 
 
 def read_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], int, list[dict[str, float]]] | None:
-    """(tensors, last finished epoch, metrics rows) of the run's checkpoint, or None."""
+    """(tensors, last finished epoch, metrics rows) of the run's checkpoint, or None.
+
+    The checkpoint's rows are the source of truth: metrics.csv is rewritten from them, in case a kill came
+    between the checkpoint and metrics.csv (after the last epoch no later epoch would rewrite it).
+    """
     if not (run_dir / results.CHECKPOINT).exists():
         return None
     tensors, meta = load_checkpoint(run_dir / results.CHECKPOINT)
-    return tensors, int(meta["epoch"]), json.loads(meta["metrics"])
+    rows = json.loads(meta["metrics"])
+    if results.read_metrics(run_dir / results.METRICS) != rows:
+        results.write_metrics(run_dir / results.METRICS, rows)
+    return tensors, int(meta["epoch"]), rows
 
 
 def finish(run_dir: Path, weights: dict[str, torch.Tensor], model_name: str, result: dict[str, Any]) -> None:
