@@ -57,7 +57,8 @@ def untrained_run(tmp_path):
         save_checkpoint(run_dir / results.WEIGHTS, dict(model.state_dict()), {"format": "brainalign-model"})
         result = {**results.provenance(), "experiment": "e", "name": name, "seed": 0, "data": "digits",
                   "model": "small_cnn", "clean_accuracy": 0.1, "n_test": len(data.test),
-                  "robustness": {"pgd_linf": {"attack": "pgd_linf", "eps": [0.0, 0.1], "accuracy": [0.1, 0.05],
+                  "robustness": {"pgd_linf": {"attack": "pgd_linf", "norm": "Linf", "family": "whitebox",
+                                              "eps": [0.0, 0.1], "accuracy": [0.1, 0.05],
                                               "n_examples": 40}}}
         result.update(fields)
         write_json(run_dir / results.RESULT, {k: v for k, v in result.items() if v != DROP})
