@@ -72,3 +72,13 @@ def test_weights_of_another_architecture_are_one_line(refused, untrained_run, or
     args = (["evaluate", run_dir, "--suite", "quick"] if order == "options-after"
             else ["evaluate", "--suite", "quick", run_dir])
     refused(args, str(run_dir / results.WEIGHTS), "another architecture", "small_cnn", "of another shape")
+
+
+def test_a_failed_seed_is_flagged_and_counted_by_the_run_loader(untrained_run):
+    from brainalign.analysis.runs import failed_runs, load_runs
+
+    untrained_run(name="a")
+    run_dir = untrained_run(name="b", clean_accuracy=None)  # NaN is written as null
+    runs = load_runs(run_dir.parent)
+    assert [(r.name, r.failed) for r in runs] == [("a", False), ("b", True)]
+    assert failed_runs(runs) == {"b": [0]}
