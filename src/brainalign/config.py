@@ -104,9 +104,8 @@ class DefenceConfig(_Strict):
     """A training-time defence (adversarial training, TRADES, noise augmentation)."""
 
     name: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    _finite_params = field_validator("params")(classmethod(lambda cls, v: _finite_tree(v)))
+    params: dict[str, Any] = Field(default_factory=dict, description="checked (finite numbers included) by the "
+                                   "defence's own validation in build_defence, before the run folder is touched")
 
 
 class TrainConfig(_Strict):
