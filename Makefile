@@ -25,6 +25,9 @@ test: $(STAMP)
 		echo "warning: chromium is not installed; the report's browser test will be skipped"
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/pytest -q
+	@# The training tests again on torch's portable kernel: their thresholds must hold on any CPU, not only on
+	@# this one's (AVX-512 here, AVX2 or plain elsewhere). tests/conftest.py marks them `trains`.
+	ATEN_CPU_CAPABILITY=default $(VENV)/bin/pytest -q -m "trains and not slow"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -7,6 +7,32 @@ import torch
 
 from brainalign.config import parse_config
 
+# Tests that train a model get the `trains` marker, so that `make test` can run them a second time under
+# ATEN_CPU_CAPABILITY=default (their thresholds must hold on any CPU kernel). A test trains when its module
+# is listed here or when it uses one of the fixtures listed here (which train on first use).
+TRAINING_MODULES = {
+    "tests/test_train.py",
+    "tests/attacks/test_attack_registry.py",
+    "tests/contracts/test_run_folder.py",
+    "tests/defences/test_defence_training.py",
+    "tests/regularizers/test_build.py",
+    "tests/regularizers/test_training.py",
+    "tests/robustness/test_evaluate_selfchecks.py",
+    "tests/study/test_study.py",
+    "tests/reports/test_browser.py",
+    "tests/sweep/test_distributed.py",
+    "tests/sweep/test_sweep_ray.py",
+}
+TRAINING_FIXTURES = {"gray_model", "rgb_model", "surrogate_model", "trained_run", "trained_tiny_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    root = config.rootpath
+    for item in items:
+        module = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
+        if module in TRAINING_MODULES or TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.trains)
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():

@@ -58,6 +58,7 @@ def test_debug_shows_the_traceback(tmp_path):
         main(["--debug", "train", str(tmp_path / "missing.yaml")])
 
 
+@pytest.mark.trains
 def test_quick_demo_end_to_end(capsys, tmp_path):
     code, out, _ = run(capsys, "demo", "--quick", "--out", str(tmp_path))
     assert code == 0, out

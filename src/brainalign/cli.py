@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
+from typer._click import exceptions as click_errors
 
+from brainalign import __version__
 from brainalign.errors import BrainAlignError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Align vision models with the brain, and measure honestly whether it made them robust.")
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"brainalign {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for errors")] = False) -> None:
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for errors (anywhere on the line)")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+) -> None:
     """brainalign: train with brain-inspired regularizers, attack, measure alignment, report."""
 
 
@@ -219,19 +231,67 @@ def report(
         typer.echo(f"wrote {path}")
 
 
+def _given(argv: list[str], opts: list[str]) -> str | None:
+    """The value given on the command line for an option (``--opt v`` or ``--opt=v``), if any."""
+    for i, arg in enumerate(argv):
+        for opt in opts:
+            if arg == opt and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(opt + "="):
+                return arg[len(opt) + 1 :]
+    return None
+
+
+def _usage_line(exc: click_errors.UsageError, argv: list[str]) -> str:
+    """A usage error as one line: the command, what is wrong, what is allowed."""
+    ctx = exc.ctx
+    where = ctx.command_path if ctx is not None else "brainalign"
+    command = ctx.command if ctx is not None else None
+    if isinstance(exc, click_errors.NoSuchOption):
+        options = sorted({o for p in (command.params if command else []) for o in [*p.opts, *p.secondary_opts]
+                          if o.startswith("-")} | {"--help"})
+        return f"{where}: no such option {exc.option_name}; valid: {', '.join(options)}"
+    if isinstance(exc, click_errors.BadParameter):
+        param = exc.param
+        name = ("/".join(param.opts) if getattr(param, "param_type_name", "") == "option"
+                else (param.name or "").upper() if param is not None else "a parameter")
+        if isinstance(exc, click_errors.MissingParameter):
+            what = "option" if getattr(param, "param_type_name", "") == "option" else "argument"
+            helptext = getattr(param, "help", None)
+            return f"{where}: missing {what} {name}" + (f" ({helptext})" if helptext else "")
+        given = _given(argv, list(param.opts)) if param is not None else None
+        return f"{where} {name}: {exc.message}" + (f" (got {given!r})" if given is not None else "")
+    message = exc.format_message()
+    if message.startswith("No such command") and command is not None and hasattr(command, "list_commands"):
+        return f"{where}: {message.rstrip('.')}; valid: {', '.join(command.list_commands(ctx))}"
+    return f"{where}: {message}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: one line for bad input (exit 2), tracebacks only with --debug."""
+    """Entry point: one line for bad input (exit 2), tracebacks only with --debug (before or after the command)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if debug:  # a root option, accepted anywhere on the line
+        argv = ["--debug"] + [a for a in argv if a != "--debug"]
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="brainalign", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except click_errors.NoArgsIsHelpError as exc:
         exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
+        return 2
+    except click_errors.UsageError as exc:
+        if debug:
+            raise
+        print("error: " + " ".join(_usage_line(exc, argv).split()), file=sys.stderr)
+        return 2
+    except click_errors.ClickException as exc:
+        if debug:
+            raise
+        print("error: " + " ".join(exc.format_message().split()), file=sys.stderr)
+        return 2
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         return 130
     except BrainAlignError as exc:
@@ -242,6 +302,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if debug:
+            raise
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            where = f" ({exc.filename})" if exc.filename else ""
+            print(f"error: cannot write{where}: {exc.strerror}; free space or choose another --out/out_dir",
+                  file=sys.stderr)
+            return 2
+        print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
     except Exception as exc:
         if debug:
             raise

@@ -6,6 +6,8 @@ raises ``ConfigError`` with one line naming the field and what is allowed.
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +18,40 @@ from brainalign.errors import ConfigError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: NaN and inf are refused in every float field (a NaN lr trains on NaN; a NaN eps
+    # is saved as null and then refuses every rerun).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def _finite_tree(value: Any, where: str = "") -> Any:
+    """Free-form parameters (``params``, ``options``) with NaN or inf anywhere are refused, like typed fields."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where or 'value'} must be a finite number, got {value}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _finite_tree(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _finite_tree(v, f"{where}.{i}" if where else str(i))
+    return value
+
+
+DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, before anything is written (configs saved on a GPU machine
+    stay readable everywhere, so availability is checked when a run starts, not when a config is parsed)."""
+    import torch
+
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            have = ", ".join(["cpu", *([f"cuda, cuda:0..{count - 1}"] if count else [])])
+            raise ConfigError(f"train.device: {device} is not available on this machine; available: {have}")
+    elif device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("train.device: mps is not available on this machine; available: cpu")
 
 
 class DataConfig(_Strict):
@@ -39,7 +74,7 @@ class ModelConfig(_Strict):
 
     name: str = Field("small_cnn", description="registered model (brainalign list models)")
     width: int = Field(32, ge=4, le=1024, description="channels of the first stage")
-    input_size: int | None = Field(None, ge=8, description="upsample inside the model to this side")
+    input_size: int | None = Field(None, ge=8, le=1024, description="upsample inside the model to this side")
 
 
 class RecordingConfig(_Strict):
@@ -48,6 +83,8 @@ class RecordingConfig(_Strict):
     name: str = Field(..., description="registered neural loader (brainalign list neural)")
     path: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+
+    _finite_options = field_validator("options")(classmethod(lambda cls, v: _finite_tree(v)))
 
 
 class RegularizerConfig(_Strict):
@@ -60,12 +97,15 @@ class RegularizerConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="the regularizer's own parameters")
     recording: RecordingConfig | None = Field(None, description="neural data for data-driven regularizers")
 
+    _finite_params = field_validator("params")(classmethod(lambda cls, v: _finite_tree(v)))
+
 
 class DefenceConfig(_Strict):
     """A training-time defence (adversarial training, TRADES, noise augmentation)."""
 
     name: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict, description="checked (finite numbers included) by the "
+                                   "defence's own validation in build_defence, before the run folder is touched")
 
 
 class TrainConfig(_Strict):
@@ -81,8 +121,16 @@ class TrainConfig(_Strict):
     step_every: int = Field(10, ge=1, description="epochs per step of the 'step' schedule")
     step_gamma: float = Field(0.1, gt=0, le=1)
     reg_batch_size: int = Field(32, ge=2, description="stimuli per regularization batch")
-    device: str = Field("cpu", description="torch device")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N or mps (checked to exist when a run "
+                        "starts)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch default)")
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, v: str) -> str:
+        if not DEVICE_PATTERN.match(v):
+            raise ValueError(f"unknown device {v!r}; valid: cpu, cuda, cuda:N (N = 0, 1, ...), mps")
+        return v
 
 
 class AttackSpec(_Strict):
@@ -99,6 +147,8 @@ class AttackSpec(_Strict):
             raise ValueError(f"strengths must be >= 0, got {v}")
         return v
 
+    _finite_params = field_validator("params")(classmethod(lambda cls, v: _finite_tree(v)))
+
     @property
     def key(self) -> str:
         extra = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
@@ -108,9 +158,19 @@ class AttackSpec(_Strict):
 class EvalConfig(_Strict):
     """What the evaluation after training runs."""
 
-    suite: str = Field("quick", description="named suite (quick, standard, full) used when attacks is empty")
+    suite: str = Field("quick", description="named suite (brainalign.evaluate.SUITES: quick, standard, full) "
+                       "used when attacks is empty")
     attacks: list[AttackSpec] = Field(default_factory=list)
     n_examples: int | None = Field(None, ge=1, description="test images attacked (None: all)")
+
+    @field_validator("suite")
+    @classmethod
+    def _known_suite(cls, v: str) -> str:
+        from brainalign.evaluate import SUITES  # the one list of suites
+
+        if v not in SUITES:
+            raise ValueError(f"unknown suite {v!r}; valid: {', '.join(SUITES)}")
+        return v
     selfcheck_examples: int = Field(200, ge=10, description="test images the self-checks re-attack")
     headline_check: int = Field(0, ge=0, description="FAB-T and Square on this many images that survive the "
                                 "headline attacks (brainalign.robustness.headline_check); 0: off")
@@ -143,6 +203,13 @@ class RunConfig(_Strict):
                 registry.entry(name)
             except ConfigError as exc:
                 raise ConfigError(f"{field}: {exc}") from None
+        from brainalign.attacks.base import check_attack
+
+        for i, spec in enumerate(self.eval.attacks):  # names, strength ranges and params, before any training
+            try:
+                check_attack(spec.name, spec.eps, spec.params)
+            except ConfigError as exc:
+                raise ConfigError(f"eval.attacks.{i}: {exc}") from None
         return self
 
     @property
@@ -159,7 +226,9 @@ def _describe(err: ValidationError) -> str:
     if isinstance(cause, ConfigError):  # our own validators already say field and allowed values
         return str(cause)
     field = ".".join(str(p) for p in first["loc"]) or "config"
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "value_error":  # our validators name the allowed values and the value themselves
+        return f"{field}: {msg}"
     if first["type"] == "extra_forbidden":
         msg = "unknown field"
     elif first["type"] == "literal_error":

@@ -34,6 +34,7 @@ Only rank 0 writes: the run folder, checkpoints (resumable as in ``train``), ``m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -43,12 +44,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from brainalign import results
+from brainalign import run_folder
 from brainalign.config import RunConfig, load_config
 from brainalign.errors import BrainAlignError, ConfigError
 from brainalign.train import (
     Trainee,
-    _claim_run_dir,
     build_trainee,
     end_epoch,
     finish_run,
@@ -192,24 +192,27 @@ def train_distributed(config: RunConfig, *, progress: bool = False, evaluate: bo
         trainee.model = nn.SyncBatchNorm.convert_sync_batchnorm(trainee.model)
     error = None
     run_dir = config.run_dir
-    if world.is_main:
-        try:
-            run_dir = _claim_run_dir(config)
-        except BrainAlignError as exc:
-            error = exc
-    _agree(world, error)
-    if not (run_dir / results.WEIGHTS).exists():
+    with contextlib.ExitStack() as held:
+        if world.is_main:
+            try:
+                run_folder.check_claim(config)
+                held.enter_context(run_folder.locked(run_dir))  # rank 0 writes; it holds the lock throughout
+                run_folder.claim(config)
+            except BrainAlignError as exc:
+                error = exc
+        _agree(world, error)
+        if not run_folder.is_trained(run_dir):
+            if world.size > 1:
+                _broadcast_state(trainee, world)
+            _fit_parallel(trainee, run_dir, world, progress)
         if world.size > 1:
-            _broadcast_state(trainee, world)
-        _fit_parallel(trainee, run_dir, world, progress)
-    if world.size > 1:
-        import torch.distributed as dist
+            import torch.distributed as dist
 
-        dist.barrier()  # weights written before anyone returns; rank 0 then evaluates alone
-    if evaluate and world.is_main:
-        from brainalign.evaluate import evaluate_run
+            dist.barrier()  # weights written before anyone returns; rank 0 then evaluates alone
+        if evaluate and world.is_main:
+            from brainalign.evaluate import evaluate_run
 
-        evaluate_run(run_dir, progress=progress)
+            evaluate_run(run_dir, progress=progress)
     return run_dir
 
 

@@ -24,7 +24,8 @@ from brainalign.io import load_checkpoint, save_checkpoint
 from brainalign.registry import ATTACKS
 from brainalign.robustness import minimal_curve, run_selfchecks
 from brainalign.robustness.metrics import auc
-from brainalign.train import generator, load_trained_model
+from brainalign.run_folder import load_trained_model, locked
+from brainalign.seeding import generator
 
 # Strength grids in native [0, 1] pixel units (the 8x8 digits have 17 grey levels, 1/16 apart).
 LINF_EPS = [0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3]
@@ -104,6 +105,22 @@ def suite_specs(suite: str, channels: int | None = None) -> list[AttackSpec]:
     return specs
 
 
+def eval_specs(config, data, suite: str | None = None) -> list[AttackSpec]:
+    """The attacks a run's evaluation runs: ``suite`` if given, else the config's attacks, else its suite."""
+    if suite is not None:
+        return suite_specs(suite, data.in_channels)
+    return config.eval.attacks or suite_specs(config.eval.suite, data.in_channels)
+
+
+def check_eval(config, data, suite: str | None = None) -> list[AttackSpec]:
+    """Validate the evaluation against the data (strength ranges for its image size, colour attacks), before
+    training or attacking starts; return its attacks."""
+    specs = eval_specs(config, data, suite)
+    for spec in specs:
+        check_attack(spec.name, spec.eps, spec.params, image_shape=tuple(data.test.images.shape[1:]))
+    return specs
+
+
 def attack_flags(
     model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, strength: float, seed: int, batch_size: int
 ) -> torch.Tensor:
@@ -161,44 +178,51 @@ def evaluate_run(
     n_examples: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run a suite (or explicit attacks) on a finished run; append to result.json; skip finished attacks."""
+    """Run a suite (or explicit attacks) on a finished run; append to result.json; skip finished attacks.
+
+    A run holds results on one set of test images: asking for another ``n_examples`` than its finished
+    attacks used is refused (one table never mixes sample sizes). The run folder's lock is held throughout.
+    """
     run_dir = Path(run_dir)
-    result = results.read_result(run_dir)
+    results.read_result(run_dir)  # a finished, readable run, checked before anything is locked or written
     config, data, model = load_trained_model(run_dir)
-    specs = attacks or config.eval.attacks or suite_specs(suite or config.eval.suite, data.in_channels)
-    if suite is not None and attacks is None:
-        specs = suite_specs(suite, data.in_channels)
-    n = n_examples or config.eval.n_examples or len(data.test)
+    specs = attacks or check_eval(config, data, suite)
+    if n_examples is not None and n_examples < 1:
+        raise ConfigError(f"n_examples must be >= 1 (test images to attack), got {n_examples}")
+    n = min(n_examples or config.eval.n_examples or len(data.test), len(data.test))
     x, y = data.test.images[:n], data.test.labels[:n]
     for spec in specs:
         check_attack(spec.name, spec.eps, spec.params, image_shape=tuple(x.shape[1:]))
     check_inputs(model, x, y, data.num_classes)
-    robustness = result.setdefault("robustness", {})
-    flags_path = run_dir / results.FLAGS
-    flags = load_checkpoint(flags_path)[0] if flags_path.exists() else {}
-    todo = [
-        s
-        for s in specs
-        if robustness.get(s.key, {}).get("eps") != [float(e) for e in s.eps]
-        or robustness[s.key].get("n_examples") != n
-    ]
-    for spec in tqdm(
-        todo, desc=f"attacks {run_dir.name}", disable=None if progress else True, file=sys.stderr, leave=False
-    ):
-        robustness[spec.key] = run_attack(model, x, y, spec, config.seed, config.eval.batch_size, flags)
-        save_checkpoint(flags_path, flags, {"format": "brainalign-flags"})
-        results.write_result(run_dir, result)
-    if config.eval.headline_check and (todo or "headline_check" not in result):
-        from brainalign.robustness.headline_check import check_run
+    with locked(run_dir):
+        result = results.read_result(run_dir)
+        robustness = result.setdefault("robustness", {})
+        used = sorted({entry.get("n_examples") for entry in robustness.values()} - {None})
+        if used and used != [n]:
+            raise ConfigError(f"{run_dir} was evaluated on {', '.join(map(str, used))} test images; n_examples {n} "
+                              f"would mix sample sizes in one result; use n_examples {used[0]} or evaluate a copy "
+                              f"of the run folder")
+        flags_path = run_dir / results.FLAGS
+        flags = load_checkpoint(flags_path)[0] if flags_path.exists() else {}
+        todo = [s for s in specs if robustness.get(s.key, {}).get("eps") != [float(e) for e in s.eps]]
+        for spec in tqdm(
+            todo, desc=f"attacks {run_dir.name}", disable=None if progress else True, file=sys.stderr, leave=False
+        ):
+            # flags before result.json: a kill between them redoes this attack (seeded: the same flags).
+            robustness[spec.key] = run_attack(model, x, y, spec, config.seed, config.eval.batch_size, flags)
+            save_checkpoint(flags_path, flags, {"format": "brainalign-flags"})
+            results.write_result(run_dir, result)
+        if config.eval.headline_check and (todo or "headline_check" not in result):
+            from brainalign.robustness.headline_check import check_run
 
-        result["headline_check"] = check_run(run_dir, result, model, x, y, n_sample=config.eval.headline_check,
-                                             seed=config.seed, batch_size=config.eval.batch_size)
-        results.write_result(run_dir, result)
-    if todo or "selfchecks" not in result:
-        # Gradient masking, weak attacks, stochastic models without EOT: any failure marks the result unreliable.
-        result["selfchecks"] = run_selfchecks(model, x, y, robustness, num_classes=data.num_classes,
-                                              seed=config.seed, batch_size=config.eval.batch_size,
-                                              n_check=config.eval.selfcheck_examples)
-        result["reliable"] = result["selfchecks"]["reliable"]
-        results.write_result(run_dir, result)
+            result["headline_check"] = check_run(run_dir, result, model, x, y, n_sample=config.eval.headline_check,
+                                                 seed=config.seed, batch_size=config.eval.batch_size)
+            results.write_result(run_dir, result)
+        if todo or "selfchecks" not in result:
+            # Gradient masking, weak attacks, stochastic models without EOT: any failure marks the result unreliable.
+            result["selfchecks"] = run_selfchecks(model, x, y, robustness, num_classes=data.num_classes,
+                                                  seed=config.seed, batch_size=config.eval.batch_size,
+                                                  n_check=config.eval.selfcheck_examples)
+            result["reliable"] = result["selfchecks"]["reliable"]
+            results.write_result(run_dir, result)
     return result

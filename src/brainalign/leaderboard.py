@@ -231,20 +231,56 @@ def build_leaderboard(root: str | Path, out: str | Path | None = None, *, threat
     out = Path(out) if out is not None else root / OUT_DIR
     if threat_model is not None and threat_model not in THREAT_MODELS:
         raise ConfigError(f"threat_model must be one of {', '.join(THREAT_MODELS)}, got {threat_model!r}")
+    if eps is not None and not (math.isfinite(eps) and eps > 0):
+        raise ConfigError(f"eps must be a finite strength > 0 (native [0, 1] pixel units), got {eps}")
     runs = _read_runs(root)
     if not runs:
         raise BrainAlignError(f"{root}: no finished run folders (with {results.RESULT}) below it")
+    if eps is not None:
+        norms = [threat_model] if threat_model else list(THREAT_MODELS)
+        offered = sorted({float(e) for run in runs for n in norms for entry in _entries(run["result"], n).values()
+                          for e in entry.get("eps", []) if float(e) > 0})
+        if not any(math.isclose(eps, e, rel_tol=1e-9, abs_tol=1e-12) for e in offered):
+            raise ConfigError(f"eps {eps:g}: no run was attacked at this strength; strengths run: "
+                              f"{', '.join(f'{e:g}' for e in offered) or '(none)'}")
     cards = []
     for run in runs:
         norm = threat_model or next((n for n in THREAT_MODELS if _entries(run["result"], n)), "none")
-        card = model_card(run, norm, eps if eps is not None else _headline_eps(run, norm))
-        folder = out / "model_info" / _safe(card["dataset"]) / norm
-        write_json(folder / f"{_safe(card['name'])}.json", card)
-        cards.append(card)
-    rows = [_row(c) for c in cards]
+        cards.append((norm, model_card(run, norm, eps if eps is not None else _headline_eps(run, norm))))
+    _write_cards(out, cards)
+    rows = [_row(card) for _, card in cards]
     _write_parquet(out / "leaderboard.parquet", rows)
     write_text(out / "leaderboard.html", render_html(rows, title=f"brainalign leaderboard: {root}"))
     return out
+
+
+def _write_cards(out: Path, cards: list[tuple[str, dict[str, Any]]]) -> None:
+    """The model cards as one set: written into a staging folder, which then replaces ``out/model_info``;
+    a failure part-way leaves the previous set (or none) and no stray card."""
+    import shutil
+    import tempfile
+
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out, prefix=".model_info.", suffix=".staging"))
+    except OSError as exc:
+        raise BrainAlignError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    final, old = out / "model_info", out / f".model_info.{staging.name}.old"
+    try:
+        for norm, card in cards:
+            write_json(staging / _safe(card["dataset"]) / norm / f"{_safe(card['name'])}.json", card)
+        if final.exists():
+            final.rename(old)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if old.exists() and not final.exists():
+            old.rename(final)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _safe(name: str) -> str:

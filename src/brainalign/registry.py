@@ -33,8 +33,11 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """A name -> component table with strict lookups."""
 
-    def __init__(self, kind: str, modules: tuple[str, ...] = ()):
+    def __init__(self, kind: str, modules: tuple[str, ...] = (),
+                 wrap: Callable[[str, Any], Any] | None = None):
         self.kind = kind
+        # wrap(name, obj): what registration returns and stores instead of obj (the attacks' entry checks).
+        self._wrap = wrap
         self._entries: dict[str, Entry[T]] = {}
         # Modules whose import registers this kind's entries; imported lazily on first lookup.
         self._modules = modules
@@ -45,6 +48,8 @@ class Registry(Generic[T]):
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             doc = description or (getattr(obj, "__doc__", None) or "").strip().split("\n")[0]
+            if self._wrap is not None:
+                obj = self._wrap(name, obj)
             self._entries[name] = Entry(name, obj, doc, info)
             return obj
 
@@ -90,7 +95,13 @@ class Registry(Generic[T]):
 DATASETS: Registry[Callable[..., Any]] = Registry("dataset", ("brainalign.data",))
 MODELS: Registry[Callable[..., Any]] = Registry("model", ("brainalign.models",))
 REGULARIZERS: Registry[Callable[..., Any]] = Registry("regularizer", ("brainalign.regularizers",))
-ATTACKS: Registry[Callable[..., Any]] = Registry("attack", ("brainalign.attacks",))
+def _attack_entry(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    from brainalign.attacks.base import attack_entry
+
+    return attack_entry(name, fn)
+
+
+ATTACKS: Registry[Callable[..., Any]] = Registry("attack", ("brainalign.attacks",), wrap=_attack_entry)
 NEURAL_LOADERS: Registry[Callable[..., Any]] = Registry("neural loader", ("brainalign.neural",))
 DEFENCES: Registry[Callable[..., Any]] = Registry("defence", ("brainalign.defences",))
 

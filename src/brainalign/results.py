@@ -12,16 +12,21 @@ import csv
 import io
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from brainalign import __version__
-from brainalign.errors import BrainAlignError
-from brainalign.io import read_json, write_json, write_text
+from brainalign.errors import BrainAlignError, DataError
+from brainalign.io import _plain, read_json, write_json, write_text
 
 SCHEMA_VERSION = 1
+# Explicit migrations of older result files: MIGRATIONS[v] turns a version-v dict into a version-(v + 1) one.
+# Version 1 is the first; a change of the schema adds its step here and bumps SCHEMA_VERSION.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
 CHECKPOINT = "checkpoint.safetensors"
@@ -67,14 +72,80 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+class AttackResult(BaseModel):
+    """One attack's entry of ``result.json["robustness"]`` (further fields are kept as they are)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    attack: str | None = None
+    eps: list[float]
+    accuracy: list[float | None]  # null: not finite (JSON has no NaN)
+    n_examples: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_accuracy_per_strength(self) -> AttackResult:
+        if len(self.accuracy) != len(self.eps):
+            raise ValueError(f"{len(self.accuracy)} accuracies for {len(self.eps)} strengths")
+        return self
+
+
+class ResultFile(BaseModel):
+    """What every reader of result.json relies on; validated on every read (further fields are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = Field(..., ge=1)
+    experiment: str
+    name: str
+    seed: int = Field(..., ge=0)
+    clean_accuracy: float | None = Field(..., ge=0, le=1)
+    robustness: dict[str, AttackResult] = Field(default_factory=dict)
+
+
+def _migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise DataError(f"{path}: schema_version must be a whole number >= 1, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise DataError(f"{path}: schema_version {version} is newer than this brainalign ({__version__}) reads "
+                        f"(schema_version {SCHEMA_VERSION}); upgrade brainalign to read it")
+    while version < SCHEMA_VERSION:
+        if version not in MIGRATIONS:
+            raise DataError(f"{path}: schema_version {version} cannot be migrated to {SCHEMA_VERSION}")
+        data = MIGRATIONS[version](dict(data))
+        version += 1
+        data["schema_version"] = version
+    return data
+
+
+def validate_result(data: Any, path: str | Path = RESULT) -> dict[str, Any]:
+    """A result.json's content, migrated to SCHEMA_VERSION and checked against ``ResultFile``; one DataError."""
+    path = Path(path)
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: a result must be a JSON object, got {type(data).__name__}")
+    data = _migrate(data, path)
+    try:
+        ResultFile.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        msg = first["msg"].removeprefix("Value error, ")
+        raise DataError(f"{path}: {field}: {msg}" + (f" (got {first['input']!r})" if first["type"] != "missing"
+                                                     else "")) from None
+    return data
+
+
 def read_result(run_dir: str | Path) -> dict[str, Any]:
+    """The run's result.json, validated (and migrated, if older); newer versions are refused."""
     run_dir = Path(run_dir)
     if not (run_dir / RESULT).exists():
         raise BrainAlignError(f"{run_dir}: no {RESULT}; is this a finished run folder?")
-    return read_json(run_dir / RESULT)
+    return validate_result(read_json(run_dir / RESULT), run_dir / RESULT)
 
 
 def write_result(run_dir: str | Path, result: dict[str, Any]) -> None:
+    """Write result.json atomically; what would not read back (a bad field) is refused before writing."""
+    validate_result(_plain(result), Path(run_dir) / RESULT)  # as it will read back: NaN becomes null
     write_json(Path(run_dir) / RESULT, result)
 
 

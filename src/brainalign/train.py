@@ -13,10 +13,8 @@ uninterrupted run, because every random draw of epoch e comes from a generator s
 
 from __future__ import annotations
 
-import json
 import math
 import sys
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,22 +23,17 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from brainalign import gradient_ratios, results
-from brainalign.config import RunConfig, parse_config, read_yaml
+from brainalign import gradient_ratios, results, run_folder
+from brainalign.config import RunConfig, check_device
 from brainalign.data import DataSplits, load_data
 from brainalign.defences import build_defence, defence_record
-from brainalign.errors import ConfigError
-from brainalign.io import load_checkpoint, save_checkpoint, write_yaml
+from brainalign.evaluate import check_eval, evaluate_run
 from brainalign.models import BrainModel, build_model
+from brainalign.run_folder import load_trained_model  # noqa: F401  (re-exported: brainalign.train.load_trained_model)
+from brainalign.seeding import derive_seed, generator
 
-
-def derive_seed(*parts: object) -> int:
-    """A stable 31-bit seed from any parts (crc32 of their text), the same on every machine."""
-    return zlib.crc32("/".join(str(p) for p in parts).encode()) & 0x7FFFFFFF
-
-
-def generator(*parts: object) -> torch.Generator:
-    return torch.Generator().manual_seed(derive_seed(*parts))
+__all__ = ["Trainee", "build_trainee", "derive_seed", "finish_run", "generator", "load_trained_model", "resume",
+           "train", "train_step"]
 
 
 def learning_rate(config: RunConfig, epoch: int) -> float:
@@ -171,53 +164,37 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / max(len(y), 1)
 
 
-def _claim_run_dir(config: RunConfig) -> Path:
-    """Create the run folder, or check that an existing one was written by this same configuration.
-
-    Only the ``eval`` section may differ (it does not change what was trained): it is updated, and the
-    evaluation then adds the new attacks without re-running finished ones.
-    """
-    run_dir = config.run_dir
-    saved = run_dir / results.CONFIG
-    current = config.to_dict()
-    if saved.exists():
-        previous = parse_config(read_yaml(saved)).to_dict()
-        diff = sorted(k for k in current if k != "eval" and previous.get(k) != current[k])
-        if diff:
-            raise ConfigError(
-                f"{run_dir} holds a run of another configuration (differs in: {', '.join(diff)}); "
-                f"choose another name, experiment or out_dir"
-            )
-        if previous["eval"] != current["eval"]:
-            write_yaml(saved, current)
-    else:
-        write_yaml(saved, current)
-    return run_dir
-
-
 def train(config: RunConfig, *, progress: bool = True, evaluate: bool = True) -> Path:
-    """Train (or resume, or skip if finished) the run of ``config``; then evaluate it. Returns the run folder."""
+    """Train (or resume, or skip if finished) the run of ``config``; then evaluate it. Returns the run folder.
+
+    Everything is validated before the run folder is touched; the folder's lock is held from the claim to
+    the last write of the evaluation (``brainalign.run_folder``).
+    """
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    trainee = build_trainee(config)  # validates everything before the run folder is touched
-    run_dir = _claim_run_dir(config)
-    if not (run_dir / results.WEIGHTS).exists():
-        _fit(trainee, run_dir, progress)
+    check_device(config.train.device)
+    trainee = build_trainee(config)
     if evaluate:
-        from brainalign.evaluate import evaluate_run
-
-        evaluate_run(run_dir, progress=progress)
+        check_eval(config, trainee.data)
+    run_folder.check_claim(config)
+    with run_folder.locked(config.run_dir) as run_dir:
+        run_folder.claim(config)
+        if not run_folder.is_trained(run_dir):
+            _fit(trainee, run_dir, progress)
+        if evaluate:
+            evaluate_run(run_dir, progress=progress)
     return run_dir
 
 
 def resume(trainee: Trainee, run_dir: Path) -> tuple[int, list[dict[str, float]]]:
     """Load the run's checkpoint if there is one: (first epoch to run, metrics rows so far)."""
-    if not (run_dir / results.CHECKPOINT).exists():
+    saved = run_folder.read_checkpoint(run_dir)
+    if saved is None:
         return 0, []
-    tensors, meta = load_checkpoint(run_dir / results.CHECKPOINT)
+    tensors, epoch, rows = saved
     trainee.load_state_tensors(tensors)
     # The checkpoint, not metrics.csv, is the source of truth for the rows.
-    return int(meta["epoch"]) + 1, json.loads(meta["metrics"])
+    return epoch + 1, rows
 
 
 def start_epoch(trainee: Trainee, epoch: int) -> tuple[torch.Generator, float, torch.Tensor]:
@@ -247,9 +224,7 @@ def end_epoch(trainee: Trainee, run_dir: Path, rows: list[dict[str, float]], epo
     row["train_accuracy"] = sums["correct"] / len(data.train.labels)
     row["val_accuracy"] = accuracy(trainee.model, data.val.images, data.val.labels)
     rows.append(row)
-    save_checkpoint(run_dir / results.CHECKPOINT, trainee.state_tensors(),
-                    {"epoch": str(epoch), "metrics": json.dumps(rows)})
-    results.write_metrics(run_dir / results.METRICS, rows)
+    run_folder.write_checkpoint(run_dir, trainee.state_tensors(), epoch, rows)
     return row
 
 
@@ -314,22 +289,4 @@ def finish_run(trainee: Trainee, run_dir: Path, rows: list[dict[str, float]], ex
     )
     result.update(gradient_ratios.summarize(rows, [r.name for r in config.regularizers]))
     result.update(extra or {})
-    weights = {k: v for k, v in model.state_dict().items()}
-    save_checkpoint(
-        run_dir / results.WEIGHTS, weights, {"format": "brainalign-model", "model": config.model.name}
-    )
-    results.write_result(run_dir, result)
-    (run_dir / results.CHECKPOINT).unlink(missing_ok=True)
-
-
-def load_trained_model(run_dir: str | Path) -> tuple[RunConfig, DataSplits, BrainModel]:
-    """The config, data splits and trained model (eval mode, CPU) of a finished run folder."""
-    run_dir = Path(run_dir)
-    config = parse_config(read_yaml(run_dir / results.CONFIG))
-    data = load_data(config.data)
-    model = build_model(
-        config.model, data.num_classes, data.in_channels, data.image_size, data.mean, data.std
-    )
-    tensors, _ = load_checkpoint(run_dir / results.WEIGHTS)
-    model.load_state_dict(tensors)
-    return config, data, model.eval()
+    run_folder.finish(run_dir, dict(model.state_dict()), config.model.name, result)

@@ -51,6 +51,13 @@ class Run:
         return int(self.result.get("seed", 0))
 
     @property
+    def failed(self) -> bool:
+        """A failed seed: its clean accuracy is not a finite number (training diverged; NaN is saved as null).
+        Surfaces that leave it out of a mean must count it (``failed_runs``), never drop it silently."""
+        clean = self.result.get("clean_accuracy")
+        return not isinstance(clean, (int, float)) or not np.isfinite(clean)
+
+    @property
     def robustness(self) -> dict[str, dict[str, Any]]:
         return self.result.get("robustness") or {}
 
@@ -169,6 +176,15 @@ def load_runs(source: str | Path | Iterable[Run]) -> list[Run]:
         raise DataError(f"{root}: no finished runs (no run folder with a result.json below it); "
                         f"train some first with `brainalign train` or `brainalign demo`")
     return sorted(runs, key=lambda r: (r.name, r.seed, str(r.path)))
+
+
+def failed_runs(runs: Iterable[Run]) -> dict[str, list[int]]:
+    """Failed seeds (``Run.failed``) per condition, for the sentence that says what a table left out."""
+    out: dict[str, list[int]] = {}
+    for run in runs:
+        if run.failed:
+            out.setdefault(run.name, []).append(run.seed)
+    return {name: sorted(seeds) for name, seeds in out.items()}
 
 
 def by_condition(runs: Iterable[Run]) -> dict[str, list[Run]]:

@@ -13,6 +13,7 @@ Threat models follow MadryLab's ``attack_steps``: ``project`` and ``step``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import random
@@ -217,6 +218,32 @@ def check_attack(name: str, strengths: list[float] | tuple[float, ...], params: 
         if unknown:
             valid = ", ".join(sorted(accepted)) or "(none)"
             raise ConfigError(f"{name}: unknown parameter {unknown[0]!r}; valid: {valid}")
+
+
+def attack_entry(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """What registering an attack returns (so calls from Python get it too): the call validates its inputs
+    (images in [0, 1], the strength and params as ``evaluate`` checks them) and runs with the model in eval
+    mode, restoring each module's previous mode afterwards (a train-mode BatchNorm keeps its statistics)."""
+
+    @functools.wraps(fn)
+    def attack(model, x, y, eps, *args, **kwargs):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise ConfigError(f"{name}: inputs must be a floating-point image tensor in [0, 1]")
+        if x.numel() and not (torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
+            raise ConfigError(f"{name}: inputs must be images in [0, 1] (scale 0-255 images by 1/255), "
+                              f"got range [{float(x.min()):.3g}, {float(x.max()):.3g}]")
+        params = {k: v for k, v in kwargs.items() if k != "generator"}
+        check_attack(name, [eps], params, image_shape=tuple(x.shape[1:]))
+        modes = [(m, m.training) for m in model.modules()] if isinstance(model, torch.nn.Module) else []
+        if modes:
+            model.eval()
+        try:
+            return fn(model, x, y, eps, *args, **kwargs)
+        finally:
+            for module, training in modes:
+                module.training = training
+
+    return attack
 
 
 def attack_params(fn: Callable[..., Any]) -> set[str] | None:

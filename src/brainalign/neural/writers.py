@@ -144,6 +144,16 @@ def write_brainio(rec: NeuralRecording, out_dir: str | os.PathLike, identifier: 
     return nc
 
 
+def _merge(src: Path, dst: Path) -> None:
+    """Move the files below ``src`` into ``dst`` (same relative paths), replacing files, keeping others."""
+    for child in sorted(src.iterdir()):
+        target = dst / child.name
+        if child.is_dir() and target.is_dir():
+            _merge(child, target)
+        else:
+            child.replace(target)
+
+
 def simulate_to_disk(kind: str, out_dir: str | os.PathLike, fmt: str = "things_eeg2", seed: int = 0,
                      **options) -> Path:
     """Simulate a recording (``kind`` "eeg", "v1", "it" or "fmri") and write it in format ``fmt``.
@@ -161,15 +171,33 @@ def simulate_to_disk(kind: str, out_dir: str | os.PathLike, fmt: str = "things_e
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     name = kind.removeprefix("sim_")
+    rec = simulate(name, seed=seed, **options)  # an unknown kind is refused here, naming the kinds
     if fmt == "things_eeg2" and name != "eeg":
         raise ConfigError("the things_eeg2 format holds EEG; use kind='eeg' or fmt='brainio'")
-    rec = simulate(name, seed=seed, **options)
-    out = Path(out_dir)
-    path = write_things_eeg2(rec, out) if fmt == "things_eeg2" else write_brainio(
-        rec, out, identifier=f"brainalign.Sim{name.upper()}{seed}")
+    import shutil
+    import tempfile
+
     from brainalign.io import write_text
 
-    write_text(out / "SIMULATED_DATA.txt",
-               f"SIMULATED data written by brainalign (sim_{name}, seed={seed}, format {fmt}).\n"
-               f"Not recorded from any brain. Load with: brainalign data inspect {path} --loader {fmt}\n")
+    out = Path(out_dir)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".staging"))
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {out.parent}: {exc.strerror or exc}") from None
+    # Staged: the images, the recording and the notice go to a hidden folder beside ``out`` first, and move
+    # into ``out`` only when all are written, so that a failure part-way leaves nothing.
+    try:
+        staged = write_things_eeg2(rec, staging) if fmt == "things_eeg2" else write_brainio(
+            rec, staging, identifier=f"brainalign.Sim{name.upper()}{seed}")
+        path = out / staged.relative_to(staging)
+        write_text(staging / "SIMULATED_DATA.txt",
+                   f"SIMULATED data written by brainalign (sim_{name}, seed={seed}, format {fmt}).\n"
+                   f"Not recorded from any brain. Load with: brainalign data inspect {path} --loader {fmt}\n")
+        if not out.exists():
+            staging.rename(out)
+        else:
+            _merge(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return path

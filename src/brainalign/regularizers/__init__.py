@@ -104,7 +104,7 @@ def build_regularizers(config, model, data) -> list[tuple[Regularizer, float]]:
     seeded from the run seed), call ``setup`` and attach ``target_info`` (source, control, simulated flag,
     diagnostics) for result.json. Raises ConfigError/DataError on anything that would fail later.
     """
-    from brainalign.train import derive_seed
+    from brainalign.seeding import derive_seed
 
     specs = list(config.regularizers)
     if not specs:
