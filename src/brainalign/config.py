@@ -109,9 +109,13 @@ class EvalConfig(_Strict):
     """What the evaluation after training runs."""
 
     suite: str = Field("quick", description="named suite (quick, standard, full) used when attacks is empty")
+    split: Literal["test", "val"] = Field(
+        "test", description="images attacked: test (reported results) or val (tuning trials never see test)")
     attacks: list[AttackSpec] = Field(default_factory=list)
     n_examples: int | None = Field(None, ge=1, description="test images attacked (None: all)")
     selfcheck_examples: int = Field(200, ge=10, description="test images the self-checks re-attack")
+    selfchecks: bool = Field(True, description="run the self-checks (false only for tuning trials, whose "
+                             "numbers select settings and are never reported as results)")
     batch_size: int = Field(256, ge=1)
 
 

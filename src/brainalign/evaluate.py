@@ -168,8 +168,9 @@ def evaluate_run(
     specs = attacks or config.eval.attacks or suite_specs(suite or config.eval.suite, data.in_channels)
     if suite is not None and attacks is None:
         specs = suite_specs(suite, data.in_channels)
-    n = n_examples or config.eval.n_examples or len(data.test)
-    x, y = data.test.images[:n], data.test.labels[:n]
+    split = data.val if config.eval.split == "val" else data.test  # val: tuning trials never attack test images
+    n = n_examples or config.eval.n_examples or len(split)
+    x, y = split.images[:n], split.labels[:n]
     for spec in specs:
         check_attack(spec.name, spec.eps, spec.params, image_shape=tuple(x.shape[1:]))
     check_inputs(model, x, y, data.num_classes)
@@ -185,10 +186,11 @@ def evaluate_run(
     for spec in tqdm(
         todo, desc=f"attacks {run_dir.name}", disable=None if progress else True, file=sys.stderr, leave=False
     ):
-        robustness[spec.key] = run_attack(model, x, y, spec, config.seed, config.eval.batch_size, flags)
+        robustness[spec.key] = {**run_attack(model, x, y, spec, config.seed, config.eval.batch_size, flags),
+                                "split": config.eval.split}
         save_checkpoint(flags_path, flags, {"format": "brainalign-flags"})
         results.write_result(run_dir, result)
-    if todo or "selfchecks" not in result:
+    if config.eval.selfchecks and (todo or "selfchecks" not in result):
         # Gradient masking, weak attacks, stochastic models without EOT: any failure marks the result unreliable.
         result["selfchecks"] = run_selfchecks(model, x, y, robustness, num_classes=data.num_classes,
                                               seed=config.seed, batch_size=config.eval.batch_size,
