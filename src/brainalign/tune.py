@@ -120,7 +120,7 @@ def method_settings(name: str, method: dict[str, Any]) -> list[dict[str, Any]]:
         values = dict(zip(grid, combo, strict=True))
         from brainalign.sweep import _format_value
 
-        label = "-".join(f"{_short(k)}={'+'.join(v) if _strings(v) else _format_value(v)}" for k, v in values.items())
+        label = "-".join(f"{_short(k)}={'_'.join(v) if _strings(v) else _format_value(v)}" for k, v in values.items())
         out.append({"name": "-".join(filter(None, [name, label])), "set": {**copy.deepcopy(fixed), **values},
                     "values": values})
     return out
