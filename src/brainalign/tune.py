@@ -212,7 +212,7 @@ def _per_seed(sweep, setting: str, attack: str, eps: float) -> list[dict[str, An
             result = results.read_result(t.run_dir)
             row.update({"val_clean": robust_accuracy(result, attack, 0.0),
                         "val_robust": robust_accuracy(result, attack, eps),
-                        "final_train_loss": result.get("final_train_loss")})
+                        "final_train_loss": result.get("final_train_loss"), "git_commit": result.get("git_commit")})
         rows.append(row)
     return rows
 
@@ -328,6 +328,8 @@ def run_tuning(path: str | Path, out: str | Path = "configs/tuned", address: str
         "package_version": provenance.get("package_version"),
         "sweep_hash": sweep.hash, "experiment_dir": str(sweep.experiment_dir),
         "rule": rule, "seeds": tuning["seeds"], "base": content["base"],
+        "trial_git_commits": sorted({str(r.get("git_commit")) for e in chosen.values() for st in e["settings"]
+                                     for r in st["per_seed"] if r.get("finished")}),
         "seconds": outcome.seconds, "methods": chosen, "configs": files,
     }
     write_json(out / MANIFEST, manifest)

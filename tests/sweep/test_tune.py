@@ -9,6 +9,7 @@ import yaml
 
 from brainalign import sweep as sweep_mod
 from brainalign.config import parse_config, read_yaml
+from brainalign.demo import condition_config, load_conditions
 from brainalign.errors import ConfigError
 from brainalign.io import read_json
 from brainalign.regularizers import selection_rule
@@ -138,6 +139,7 @@ def test_run_tuning_selects_per_method_and_writes_configs_and_manifest(tuning_fi
                                  "n_accepted": 2}
     assert manifest["methods"]["decorrelation"]["selected"]["status"] == FALLBACK_CLEAN_KEPT
     assert manifest["rule"]["split"] == "val" and manifest["seeds"] == [0, 1] and manifest["git_commit"]
+    assert manifest["trial_git_commits"] == [manifest["git_commit"]]  # the code every trial ran on
     setting = next(s for s in pixel["settings"] if s["setting"] == pixel["selected"]["setting"])
     assert setting["clean_reg"] == pytest.approx(0.86) and setting["robust_unreg"] == pytest.approx(0.20)
     assert [s["val_robust"] for s in setting["per_seed"]] == pytest.approx([0.35, 0.35])
@@ -155,3 +157,14 @@ def test_run_tuning_selects_per_method_and_writes_configs_and_manifest(tuning_fi
     assert sorted(p.name for p in out.iterdir()) == ["baseline.yaml", "decorrelation.yaml",
                                                      "decorrelation_matched.yaml", "manifest.json",
                                                      "pixel_similarity.yaml"]
+
+    # The demo runs every condition at its tuned setting, each control both ways.
+    conditions, schedule = load_conditions(out)
+    assert [c.name for c in conditions] == ["baseline", "pixel_similarity", "decorrelation_own_best",
+                                            "decorrelation_matched"]
+    assert schedule["epochs"] == 2 and conditions[1].regularizers[0]["weight"] == 3.0
+    assert conditions[2].tuned["status"] == FALLBACK_CLEAN_KEPT and conditions[3].tuned["status"] == "matched"
+    config = condition_config(conditions[3], seed=4, out_dir=tmp_path / "demo", quick=False, schedule=schedule)
+    assert config.regularizers[0].weight == 3.0 and config.seed == 4 and config.eval.split == "test"
+    assert {a.name for a in config.eval.attacks} >= {"apgd_ce_linf", "apgd_t_linf", "pgd_linf"}
+    assert [a.params["steps"] for a in config.eval.attacks if a.name.startswith("apgd")] == [100, 100]
