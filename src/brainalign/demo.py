@@ -107,6 +107,14 @@ def tuning_note(tuned_dir: str | Path, conditions: list[Condition]) -> dict[str,
             "conditions": {c.name: c.tuned for c in conditions}}
 
 
+def schedule_note(experiment_dir: Path, train_section: dict[str, Any]) -> dict[str, Any]:
+    """The training schedule and whether the baseline converged: its final training loss per seed."""
+    losses = {r.seed: r.result.get("final_train_loss") for r in by_condition(load_runs(experiment_dir))
+              .get("baseline", [])}
+    keep = ("epochs", "optimizer", "lr", "schedule", "batch_size", "weight_decay")
+    return {**{k: train_section.get(k) for k in keep}, "baseline_final_train_loss": losses}
+
+
 def experiment_name(quick: bool) -> str:
     return f"{EXPERIMENT}_quick" if quick else EXPERIMENT
 
@@ -307,6 +315,7 @@ def run_demo(out_dir: str | Path = "runs", quick: bool = False, seeds: int | Non
     experiment_dir = out_dir / experiment_name(quick)
     summary = summarize(experiment_dir)
     summary["tuning"] = tuning_note(tuned_dir, conditions)
+    summary["schedule"] = schedule_note(experiment_dir, configs[0].train.to_dict() if configs else schedule)
     write_json(experiment_dir / "summary.json", summary)
     write_text(experiment_dir / "summary.md", summary_table(summary))
     # Alignment of every run with the simulated EEG, then the report (reads only run folders and study.json).
