@@ -61,12 +61,17 @@ SEEDS = 5
 QUICK_SEEDS = 3
 
 
+def _sections(path: Path) -> list[Any]:
+    config = read_yaml(path)
+    return [config.get(k) for k in ("train", "regularizers", "defences")]
+
+
 def load_conditions(tuned_dir: str | Path = TUNED_DIR) -> tuple[list[Condition], dict[str, Any]]:
     """The demo's conditions from a tuning output folder, and its train section (the tuned schedule).
 
     Regularizers and defences run at their selected setting under their method name; each control twice:
     ``<control>_own_best`` (its own selected setting) and ``<control>_matched`` (at its regularizer's
-    selected weight, layers and pairs).
+    selected weight, layers and pairs); where the two coincide, once, as ``<control>_matched``.
     """
     tuned_dir = Path(tuned_dir)
     try:
@@ -83,6 +88,10 @@ def load_conditions(tuned_dir: str | Path = TUNED_DIR) -> tuple[list[Condition],
             if f"{method}_matched" in manifest["configs"]:
                 files.append((f"{method}_matched", manifest["configs"][f"{method}_matched"],
                               {"setting": "matched", "status": "matched"}))
+        if len(files) == 2 and _sections(tuned_dir / files[0][1]) == _sections(tuned_dir / files[1][1]):
+            # The control's own best is its matched setting: one condition, named for both.
+            files = [(f"{method}_matched", files[1][1], {**selected, "status": f"matched = own best "
+                                                                              f"[{selected['status']}]"})]
         for name, file, sel in files:
             config = read_yaml(tuned_dir / file)
             if method == "baseline":
