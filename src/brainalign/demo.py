@@ -324,7 +324,7 @@ def run_demo(out_dir: str | Path = "runs", quick: bool = False, seeds: int | Non
     experiment_dir = out_dir / experiment_name(quick)
     summary = summarize(experiment_dir)
     summary["tuning"] = tuning_note(tuned_dir, conditions)
-    summary["schedule"] = schedule_note(experiment_dir, configs[0].train.to_dict() if configs else schedule)
+    summary["schedule"] = schedule_note(experiment_dir, configs[0].train.model_dump() if configs else schedule)
     write_json(experiment_dir / "summary.json", summary)
     write_text(experiment_dir / "summary.md", summary_table(summary))
     # Alignment of every run with the simulated EEG, then the report (reads only run folders and study.json).
