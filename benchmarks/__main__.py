@@ -15,6 +15,7 @@ MODULES = [
     "bench_predictivity",
     "bench_neural_load",
     "bench_sweep",
+    "bench_demo",
 ]
 
 if __name__ == "__main__":

@@ -93,6 +93,22 @@ def sweep(
 
 
 @app.command()
+def tune(
+    config: Annotated[Path, typer.Argument(help="tuning YAML: base run, seeds, cheap attack, methods with their "
+                                                "grids (see configs/sweep_tune_digits.yaml)")],
+    out: Annotated[Path, typer.Option(help="folder for <method>.yaml and manifest.json")] = Path("configs/tuned"),
+    address: Annotated[str | None, typer.Option(help="join a Ray cluster (default: a local Ray)")] = None,
+) -> None:
+    """Tune every method by the one selection rule on the validation split; write the selected configs."""
+    from brainalign.tune import MANIFEST, run_tuning, summary_lines
+
+    manifest = run_tuning(config, out, address=address)
+    for line in summary_lines(manifest):
+        typer.echo(line)
+    typer.echo(f"wrote {len(manifest['configs'])} configs and {out / MANIFEST}")
+
+
+@app.command()
 def leaderboard(
     root: Annotated[Path, typer.Argument(help="a folder above run folders (an experiment folder or out_dir)")],
     out: Annotated[Path | None, typer.Option(help="output folder (default: ROOT/leaderboard)")] = None,

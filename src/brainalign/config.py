@@ -160,6 +160,8 @@ class EvalConfig(_Strict):
 
     suite: str = Field("quick", description="named suite (brainalign.evaluate.SUITES: quick, standard, full) "
                        "used when attacks is empty")
+    split: Literal["test", "val"] = Field(
+        "test", description="images attacked: test (reported results) or val (tuning trials never see test)")
     attacks: list[AttackSpec] = Field(default_factory=list)
     n_examples: int | None = Field(None, ge=1, description="test images attacked (None: all)")
 
@@ -174,6 +176,8 @@ class EvalConfig(_Strict):
     selfcheck_examples: int = Field(200, ge=10, description="test images the self-checks re-attack")
     headline_check: int = Field(0, ge=0, description="FAB-T and Square on this many images that survive the "
                                 "headline attacks (brainalign.robustness.headline_check); 0: off")
+    selfchecks: bool = Field(True, description="run the self-checks (false only for tuning trials, whose "
+                             "numbers select settings and are never reported as results)")
     batch_size: int = Field(256, ge=1)
 
 

@@ -17,13 +17,16 @@ from typing import Any
 
 import torch
 
+from brainalign.analysis.runs import by_condition, load_runs
 from brainalign.analysis.summary import summarize, summary_table
-from brainalign.config import RunConfig, parse_config
-from brainalign.headline import threat_model
-from brainalign.io import write_json, write_text
+from brainalign.config import RunConfig, parse_config, read_yaml
+from brainalign.errors import BrainAlignError, ConfigError
+from brainalign.headline import headline_attack_specs
+from brainalign.io import read_json, write_json, write_text
 from brainalign.reports import write_report
 from brainalign.study import run_study
 from brainalign.train import train
+from brainalign.tune import MANIFEST as TUNING_MANIFEST
 
 EXPERIMENT = "demo"
 
@@ -37,86 +40,124 @@ class Condition:
     regularizers: list[dict[str, Any]] = field(default_factory=list)
     defences: list[dict[str, Any]] = field(default_factory=list)
     train: dict[str, Any] = field(default_factory=dict)  # training settings that differ from the baseline's
+    tuned: dict[str, Any] = field(default_factory=dict)  # how the setting was chosen (method, setting, status)
 
 
-# Simulated recordings of the demo's own training images (the simulated brain sees what the model sees).
-# One fixed simulated subject (seed 0) for every run, so that targets do not change with the training seed.
-SIM_V1 = {"name": "sim_v1", "options": {"seed": 0}}
-SIM_IT = {"name": "sim_it", "options": {"seed": 0}}
-SIM_EEG = {"name": "sim_eeg", "options": {"seed": 0}}
-
-CONDITIONS: list[Condition] = [
-    Condition("baseline", "cross-entropy only"),
-    Condition("pixel_similarity", "Attias et al. 2024: thresholded pixel-similarity target (Th 0.4)",
-              [{"name": "pixel_similarity", "weight": 1.0, "params": {"threshold": 0.4}}]),
-    Condition("neural_similarity_v1", "Li et al. 2019: similarity of simulated V1 responses",
-              [{"name": "neural_similarity", "weight": 1.0, "recording": SIM_V1}]),
-    Condition("neural_similarity_it", "Li et al. 2019: similarity of simulated IT responses (less pixel-bound)",
-              [{"name": "neural_similarity", "weight": 1.0, "recording": SIM_IT}]),
-    Condition("neural_similarity_it_shuffled", "control: simulated IT targets permuted across images",
-              [{"name": "neural_similarity", "weight": 1.0, "recording": SIM_IT, "control": "shuffled"}]),
-    Condition("neural_prediction_eeg", "Guo et al. 2024: dual task predicting simulated EEG (17 ch x time)",
-              [{"name": "neural_prediction", "weight": 1.0, "recording": SIM_EEG,
-                "params": {"weighting": "uncertainty", "uncertainty_form": "guo", "standardize": True}}]),
-    Condition("cka_it", "Dapello et al. 2023: log(1 - CKA) to simulated IT",
-              [{"name": "cka", "weight": 0.1, "params": {"warmup_steps": 0}, "recording": SIM_IT}]),
-    Condition("spectral", "Nassar et al. 2020: 1/n eigenspectrum penalty on the penultimate layer "
-              "(batch 128: the method needs batch > layer width, 64)",
-              [{"name": "spectral", "weight": 0.01}], train={"batch_size": 128}),
-    Condition("decorrelation", "control: identity target (every image pair toward zero similarity)",
-              [{"name": "decorrelation", "weight": 1.0}]),
-    Condition("pixel_continuous", "control: unthresholded pixel similarity",
-              [{"name": "pixel_continuous", "weight": 1.0}]),
-    Condition("noise_augmentation", "reference defence: Gaussian noise augmentation (sigma 0.3)",
-              defences=[{"name": "gaussian_noise_augmentation", "params": {"sigma": 0.3}}]),
-    Condition("adversarial_training", "reference defence: light PGD adversarial training (Linf 0.1, 3 steps)",
-              defences=[{"name": "adversarial_training", "params": {"eps": 0.1, "steps": 3}}]),
-]
+# Every condition runs at the settings selected by `brainalign tune configs/sweep_tune_digits.yaml` (the one
+# rule of brainalign.tune, on the validation split): configs/tuned/<method>.yaml and manifest.json.
+TUNED_DIR = Path(__file__).resolve().parents[2] / "configs" / "tuned"
 # --quick keeps the core comparison (baseline, pixel and neural similarity) so that it runs in about a minute.
 QUICK = ("baseline", "pixel_similarity", "neural_similarity_it")
+QUICK_EPOCHS = 8  # --quick is a smoke run of the pipeline: fewer epochs than the tuned schedule
 # The study relates every run's predictivity of simulated EEG to its robustness gain (400 stimuli keep it fast).
 STUDY_RECORDING = {"name": "sim_eeg", "options": {"seed": 0, "n_stimuli": 400}}
+
+SEEDS = 5
+QUICK_SEEDS = 3
+
+
+def _sections(path: Path) -> list[Any]:
+    config = read_yaml(path)
+    return [config.get(k) for k in ("train", "regularizers", "defences")]
+
+
+def load_conditions(tuned_dir: str | Path = TUNED_DIR) -> tuple[list[Condition], dict[str, Any]]:
+    """The demo's conditions from a tuning output folder, and its train section (the tuned schedule).
+
+    Regularizers and defences run at their selected setting under their method name; each control twice:
+    ``<control>_own_best`` (its own selected setting) and ``<control>_matched`` (at its regularizer's
+    selected weight, layers and pairs); where the two coincide, once, as ``<control>_matched``.
+    """
+    tuned_dir = Path(tuned_dir)
+    try:
+        manifest = read_json(tuned_dir / TUNING_MANIFEST)
+    except BrainAlignError:
+        raise ConfigError(f"{tuned_dir / TUNING_MANIFEST}: no tuning manifest; run `brainalign tune "
+                          f"configs/sweep_tune_digits.yaml --out {tuned_dir}` first") from None
+    conditions, schedule = [], None
+    for method, entry in manifest["methods"].items():
+        selected = entry["selected"]
+        files = [(method, manifest["configs"][method], selected)]
+        if entry["role"] == "control":
+            files = [(f"{method}_own_best", manifest["configs"][method], selected)]
+            if f"{method}_matched" in manifest["configs"]:
+                files.append((f"{method}_matched", manifest["configs"][f"{method}_matched"],
+                              {"setting": "matched", "status": "matched"}))
+        if len(files) == 2 and _sections(tuned_dir / files[0][1]) == _sections(tuned_dir / files[1][1]):
+            # The control's own best is its matched setting: one condition, named for both.
+            files = [(f"{method}_matched", files[1][1], {**selected, "status": f"matched = own best "
+                                                                              f"[{selected['status']}]"})]
+        for name, file, sel in files:
+            config = read_yaml(tuned_dir / file)
+            if method == "baseline":
+                schedule = config["train"]
+            note = f"{sel['setting']} [{sel['status']}]"
+            conditions.append(Condition(
+                name, f"{entry.get('description') or method}; tuned: {note}",
+                regularizers=config.get("regularizers") or [], defences=config.get("defences") or [],
+                train=config["train"], tuned={"method": method, "role": entry["role"], **sel}))
+    if schedule is None:
+        raise ConfigError(f"{tuned_dir / TUNING_MANIFEST}: the tuning has no baseline")
+    return conditions, schedule
+
+
+def tuning_note(tuned_dir: str | Path, conditions: list[Condition]) -> dict[str, Any]:
+    """How every condition's setting was chosen: the rule, the manifest, and per condition its setting and status
+    (``accepted``, ``no accepted setting (fallback: ...)``, ``matched``, ``baseline``)."""
+    manifest = read_json(Path(tuned_dir) / TUNING_MANIFEST)
+    return {"rule": manifest["rule"], "manifest": str(Path(tuned_dir) / TUNING_MANIFEST),
+            "tuning_file": manifest.get("tuning_file"), "git_commit": manifest.get("git_commit"),
+            "seeds": manifest.get("seeds"),
+            "conditions": {c.name: c.tuned for c in conditions}}
+
+
+def schedule_note(experiment_dir: Path, train_section: dict[str, Any]) -> dict[str, Any]:
+    """The training schedule and whether the baseline converged: its final training loss per seed."""
+    losses = {r.seed: r.result.get("final_train_loss") for r in by_condition(load_runs(experiment_dir))
+              .get("baseline", [])}
+    keep = ("epochs", "optimizer", "lr", "schedule", "batch_size", "weight_decay")
+    return {**{k: train_section.get(k) for k in keep}, "baseline_final_train_loss": losses}
 
 
 def experiment_name(quick: bool) -> str:
     return f"{EXPERIMENT}_quick" if quick else EXPERIMENT
 
 
-def base_config(quick: bool) -> dict[str, Any]:
-    """The demo's training setup: small CNN on native 8x8 digits, seconds per run on a CPU core."""
+def base_config(quick: bool, schedule: dict[str, Any]) -> dict[str, Any]:
+    """The demo's setup: small CNN on native 8x8 digits with the tuned schedule, seconds per run on a core."""
+    train_section = {**schedule, "threads": 1}
+    if quick:
+        train_section["epochs"] = QUICK_EPOCHS
     return {
         "experiment": experiment_name(quick),
         "data": {"name": "digits"},
         "model": {"name": "small_cnn", "width": 16},
-        "train": {"epochs": 8 if quick else 10, "batch_size": 64, "optimizer": "adam", "lr": 0.003,
-                  "weight_decay": 0.0, "schedule": "cosine", "threads": 1},
+        "train": train_section,
         "eval": {"n_examples": 100 if quick else 240, "attacks": eval_attacks(quick), "selfcheck_examples": 100},
     }
 
 
 def eval_attacks(quick: bool) -> list[dict[str, Any]]:
-    """PGD and FGSM curves, a noise curve, and the strong attacks behind the headline number.
-
-    Full AutoAttack (four attacks, nine targets each) does not fit the demo's budget; APGD-CE plus APGD-T
-    at a few strengths does, and the report says so.
-    """
+    """The headline attacks (brainalign.headline: APGD-CE + APGD-T, 100 steps, at the headline eps), PGD-10
+    beside it over a curve, FGSM, and a noise curve. --quick runs the headline attacks with 10 steps."""
     linf = [0.0, 0.02, 0.05, 0.1, 0.15, 0.2]
-    strong_eps = [0.0, threat_model("digits").eps]
-    steps = 10 if quick else 25
     attacks = [
         {"name": "fgsm", "eps": linf},
         {"name": "pgd_linf", "eps": linf, "params": {"steps": 10}},
-        {"name": "apgd_ce_linf", "eps": strong_eps, "params": {"steps": steps}},
-        {"name": "apgd_t_linf", "eps": strong_eps, "params": {"steps": steps}},
+        *(headline_attack_specs("digits", steps=10) if quick else headline_attack_specs("digits")),
     ]
     if not quick:
         attacks.append({"name": "noise_gaussian", "eps": [0.0, 0.1, 0.2, 0.3, 0.5]})
     return attacks
 
 
-def condition_config(condition: Condition, seed: int, out_dir: Path, quick: bool) -> RunConfig:
-    data = base_config(quick)
-    data["train"].update(condition.train)
+def condition_config(condition: Condition, seed: int, out_dir: Path, quick: bool,
+                     schedule: dict[str, Any] | None = None) -> RunConfig:
+    data = base_config(quick, schedule or condition.train)
+    train_section = {**condition.train, "threads": 1}
+    if quick:
+        train_section["epochs"] = QUICK_EPOCHS
+    data["train"].update(train_section)
     data.update({"name": condition.name, "seed": seed, "out_dir": str(out_dir),
                  "regularizers": condition.regularizers, "defences": condition.defences})
     return parse_config(data)
@@ -132,16 +173,19 @@ def _train_one(config_dict: dict[str, Any]) -> tuple[str, int, float]:
 
 
 def run_demo(out_dir: str | Path = "runs", quick: bool = False, seeds: int | None = None,
-             workers: int | None = None, progress: bool = True) -> Path:
+             workers: int | None = None, progress: bool = True, tuned_dir: str | Path = TUNED_DIR) -> Path:
     """Run the embedded study and write ``summary.json`` and ``report.md``; returns the experiment folder.
 
-    Runs are spread over ``workers`` processes (default: one per CPU core, at most 4), each with one
-    thread. Finished runs are skipped, so an interrupted demo resumes where it stopped.
+    Every condition runs at its tuned setting (``tuned_dir``: configs/tuned). Runs are spread over
+    ``workers`` processes (default: one per CPU core, at most 4), each with one thread. Finished runs are
+    skipped, so an interrupted demo resumes where it stopped.
     """
     out_dir = Path(out_dir)
-    n_seeds = seeds or 3  # 5 seeds do not fit the 5-minute budget on 2 cores; --seeds 5 runs them
-    conditions = [c for c in CONDITIONS if c.name in QUICK] if quick else CONDITIONS
-    configs = [condition_config(c, s, out_dir, quick) for c in conditions for s in range(n_seeds)]
+    n_seeds = seeds or (QUICK_SEEDS if quick else SEEDS)
+    conditions, schedule = load_conditions(tuned_dir)
+    if quick:
+        conditions = [c for c in conditions if c.name in QUICK]
+    configs = [condition_config(c, s, out_dir, quick, schedule) for c in conditions for s in range(n_seeds)]
     workers = workers or min(4, os.cpu_count() or 1)
     if workers == 1:
         done = map(_train_one, [c.to_dict() for c in configs])
@@ -158,6 +202,8 @@ def run_demo(out_dir: str | Path = "runs", quick: bool = False, seeds: int | Non
             pool.shutdown(cancel_futures=True)
     experiment_dir = out_dir / experiment_name(quick)
     summary = summarize(experiment_dir)
+    summary["tuning"] = tuning_note(tuned_dir, conditions)
+    summary["schedule"] = schedule_note(experiment_dir, configs[0].train.model_dump() if configs else schedule)
     write_json(experiment_dir / "summary.json", summary)
     write_text(experiment_dir / "summary.md", summary_table(summary))
     # Alignment of every run with the simulated EEG, then the report (reads only run folders and study.json).

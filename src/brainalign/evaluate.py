@@ -189,8 +189,9 @@ def evaluate_run(
     specs = attacks or check_eval(config, data, suite)
     if n_examples is not None and n_examples < 1:
         raise ConfigError(f"n_examples must be >= 1 (test images to attack), got {n_examples}")
-    n = min(n_examples or config.eval.n_examples or len(data.test), len(data.test))
-    x, y = data.test.images[:n], data.test.labels[:n]
+    split = data.val if config.eval.split == "val" else data.test  # val: tuning trials never attack test images
+    n = min(n_examples or config.eval.n_examples or len(split), len(split))
+    x, y = split.images[:n], split.labels[:n]
     for spec in specs:
         check_attack(spec.name, spec.eps, spec.params, image_shape=tuple(x.shape[1:]))
     check_inputs(model, x, y, data.num_classes)
@@ -209,7 +210,8 @@ def evaluate_run(
             todo, desc=f"attacks {run_dir.name}", disable=None if progress else True, file=sys.stderr, leave=False
         ):
             # flags before result.json: a kill between them redoes this attack (seeded: the same flags).
-            robustness[spec.key] = run_attack(model, x, y, spec, config.seed, config.eval.batch_size, flags)
+            robustness[spec.key] = {**run_attack(model, x, y, spec, config.seed, config.eval.batch_size, flags),
+                                    "split": config.eval.split}
             save_checkpoint(flags_path, flags, {"format": "brainalign-flags"})
             results.write_result(run_dir, result)
         if config.eval.headline_check and (todo or "headline_check" not in result):
@@ -218,7 +220,7 @@ def evaluate_run(
             result["headline_check"] = check_run(run_dir, result, model, x, y, n_sample=config.eval.headline_check,
                                                  seed=config.seed, batch_size=config.eval.batch_size)
             results.write_result(run_dir, result)
-        if todo or "selfchecks" not in result:
+        if config.eval.selfchecks and (todo or "selfchecks" not in result):
             # Gradient masking, weak attacks, stochastic models without EOT: any failure marks the result unreliable.
             result["selfchecks"] = run_selfchecks(model, x, y, robustness, num_classes=data.num_classes,
                                                   seed=config.seed, batch_size=config.eval.batch_size,

@@ -12,7 +12,10 @@ A sweep file is YAML::
       seed: 0
       regularizers.0.params.threshold: {distribution: uniform, low: 0.2, high: 0.9}
     name_template: "w{regularizers.0.weight}-th{regularizers.0.params.threshold:.2f}"
-    objective:                            # optional: Attias et al.'s selection rule against a baseline
+    settings:                             # optional: named bundles of field values, crossed with the grid
+      - {name: baseline, set: {}}         # (each trial's params get "setting": its name; the run name is
+      - {name: pixel-w1, set: {regularizers: [{name: pixel_similarity, weight: 1.0}]}}   # the setting's name)
+    objective:                            # optional: the selection rule (brainalign.tune), validation split
       attack: "pgd_linf[steps=10]"
       eps: 0.1
       baseline: {regularizers.0.weight: 0}
@@ -63,7 +66,9 @@ RESULT = "sweep_result.json"
 MANIFEST_FORMAT = "brainalign-sweep"
 MANIFEST_VERSION = 1
 
-_TOP_KEYS = {"base", "base_config", "experiment", "out_dir", "grid", "random", "name_template", "objective", "sweep"}
+_TOP_KEYS = {"base", "base_config", "experiment", "out_dir", "settings", "grid", "random", "name_template", "objective",
+             "sweep"}
+SETTING = "setting"  # the swept "field" of a sweep with named settings (each a bundle of field values)
 _RESERVED_FIELDS = {"experiment", "out_dir", "name"}  # fixed per sweep, or derived from name_template
 _DISTRIBUTIONS = {"uniform": ("low", "high"), "loguniform": ("low", "high"), "choice": ("values",)}
 _EXECUTION_KEYS = {"max_concurrent", "cpus_per_trial", "gpus_per_trial", "retries", "early_stopping"}
@@ -97,11 +102,12 @@ class Trial:
 
 @dataclass(frozen=True)
 class Objective:
-    """Attias et al.'s selection rule, evaluated against the sweep's baseline trials.
+    """The selection rule (:func:`brainalign.tune.accepts`), evaluated against the sweep's baseline trials.
 
     Accept a setting iff clean_reg / clean_unreg >= ``min_clean_ratio`` and robust_reg / robust_unreg > 1,
-    robust accuracy taken under ``attack`` (an ``AttackSpec.key``) at strength ``eps``. The baseline of a
-    trial is the trial with the ``baseline`` values and the same values of the ``match`` fields (default:
+    both read on the validation split (the trials evaluate with ``eval.split: val``): clean accuracy at
+    strength 0 and robust accuracy at strength ``eps`` of ``attack`` (an ``AttackSpec.key``). The baseline of
+    a trial is the trial with the ``baseline`` values and the same values of the ``match`` fields (default:
     every other swept field); accuracies are averaged over seeds (and over several matching baselines).
     """
 
@@ -241,6 +247,9 @@ def _short_names(fields: list[str]) -> dict[str, str]:
 
 
 def _trial_name(template: str | None, params: dict[str, Any], config: dict[str, Any], base_name: str) -> str:
+    if template is None and SETTING in params:
+        rest = {k: v for k, v in params.items() if k != SETTING}
+        return "-".join(filter(None, [params[SETTING], _trial_name(None, rest, config, "")]))
     if template is None:
         varied = [f for f in params if f != "seed"]
         if not varied:
@@ -298,6 +307,36 @@ def _check_random_spec(dotted: str, spec: Any) -> dict[str, Any]:
     return dict(spec)
 
 
+def _settings(raw: Any, base: dict[str, Any]) -> list[dict[str, Any]]:
+    """Validate ``settings``: a list of {name, set: {dotted.field: value}}; names unique and run-name safe."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("settings: must be a non-empty list of {name: ..., set: {dotted.field: value}}")
+    out, seen = [], set()
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or set(item) - {"name", "set"} or not isinstance(item.get("name"), str):
+            raise ConfigError(f"settings.{i}: must be a mapping with name (text) and set (a mapping of "
+                              f"dotted.field: value)")
+        name, values = item["name"], item.get("set") or {}
+        if not re.fullmatch(r"[A-Za-z0-9_.=-]+", name) or name in seen:
+            raise ConfigError(f"settings.{i}.name: {name!r} must be unique and use only letters, digits and _.=-")
+        if not isinstance(values, dict):
+            raise ConfigError(f"settings.{i}.set: must be a mapping of dotted.field: value")
+        data = copy.deepcopy(base)
+        for dotted, value in values.items():
+            if dotted in _RESERVED_FIELDS:
+                raise ConfigError(f"settings.{i}.set: {dotted} cannot be set per setting")
+            _set_field(data, dotted, copy.deepcopy(value))
+        try:
+            parse_config(data)
+        except ConfigError as exc:
+            raise ConfigError(f"settings.{i} ({name}) is invalid: {exc}") from None
+        seen.add(name)
+        out.append({"name": name, "set": copy.deepcopy(values)})
+    return out
+
+
 def _validate_value(base: dict[str, Any], section: str, dotted: str, value: Any) -> None:
     data = copy.deepcopy(base)
     _set_field(data, dotted, value)
@@ -344,8 +383,8 @@ def _objective(raw: Any, swept: list[str]) -> Objective | None:
     allowed = {"rule", "attack", "eps", "baseline", "match", "min_clean_ratio"}
     if not isinstance(raw, dict) or set(raw) - allowed:
         raise ConfigError(f"objective: a mapping of {', '.join(sorted(allowed))}")
-    if raw.get("rule", "pixel_selection") != "pixel_selection":
-        raise ConfigError(f"objective.rule: the only rule is pixel_selection, got {raw['rule']!r}")
+    if raw.get("rule", "pixel_selection") not in ("pixel_selection", "attias2024"):
+        raise ConfigError(f"objective.rule: the only rule is attias2024 (alias pixel_selection), got {raw['rule']!r}")
     for key in ("attack", "eps", "baseline"):
         if key not in raw:
             raise ConfigError(f"objective.{key}: required")
@@ -380,14 +419,15 @@ def _eval_specs(config: RunConfig):
     return suite_specs(config.eval.suite, channels)
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Read and validate a sweep file: every trial's config is parsed before anything runs.
+def load_sweep(path: str | Path, raw: dict[str, Any] | None = None) -> Sweep:
+    """Read and validate a sweep file (or ``raw``, its content, with ``path`` naming it): every trial's
+    config is parsed before anything runs.
 
     Raises:
         ConfigError: naming the field and value at fault (a grid value, a distribution, a name clash).
     """
     path = Path(path)
-    raw = read_yaml(path)
+    raw = read_yaml(path) if raw is None else copy.deepcopy(raw)
     unknown = set(raw) - _TOP_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; valid: {', '.join(sorted(_TOP_KEYS))}")
@@ -440,7 +480,8 @@ def load_sweep(path: str | Path) -> Sweep:
         for value in probes:
             _validate_value(base, "random", dotted, value)
 
-    swept = [*grid, *random_specs]
+    settings = _settings(raw.get("settings"), base)
+    swept = [*([SETTING] if settings else []), *grid, *random_specs]
     template = raw.get("name_template")
     if template is not None and not isinstance(template, str):
         raise ConfigError(f"name_template: must be a string such as 'w{{regularizers.0.weight}}', got {template!r}")
@@ -449,12 +490,14 @@ def load_sweep(path: str | Path) -> Sweep:
     trials: list[Trial] = []
     by_folder: dict[str, dict[str, Any]] = {}
     for _ in range(num_samples):
-        for combo in itertools.product(*grid.values()):
-            params = dict(zip(grid, combo, strict=True))
+        for setting, combo in itertools.product(settings or [None], itertools.product(*grid.values())):
+            params = {SETTING: setting["name"]} if setting else {}
+            params.update(zip(grid, combo, strict=True))
             params.update({d: _draw(rng, d, s) for d, s in random_specs.items()})
             data = copy.deepcopy(base)
-            for dotted, value in params.items():
-                _set_field(data, dotted, copy.deepcopy(value))
+            for dotted, value in [*(setting["set"].items() if setting else []), *params.items()]:
+                if dotted != SETTING:
+                    _set_field(data, dotted, copy.deepcopy(value))
             name = _trial_name(template, params, data, base_config.name)
             data["name"] = name
             try:
@@ -482,9 +525,14 @@ def load_sweep(path: str | Path) -> Sweep:
                                   f"{objective.eps:g}; add it to eval.attacks")
         if not any(_is_baseline(t, objective) for t in trials):
             raise ConfigError(f"objective.baseline: no trial has {objective.baseline}")
+        for t in trials:
+            if t.config.eval.split != "val":
+                raise ConfigError(f"objective: trial {t.key} evaluates the {t.config.eval.split} split; selection "
+                                  f"reads the validation split only: set eval.split: val")
 
     identity = {
         "base": base,
+        **({"settings": settings} if settings else {}),
         "grid": grid,
         "random": {"num_samples": num_samples, "seed": random_seed, "fields": random_specs},
         "name_template": template,
@@ -759,7 +807,7 @@ def _tune_trials(sweep: Sweep, todo: list[Trial], progress: bool, train_fn) -> d
 
 
 def run_sweep(path: str | Path, address: str | None = None, progress: bool = True, *,
-              train_fn: Callable[..., Path] | None = None) -> SweepResult:
+              train_fn: Callable[..., Path] | None = None, raw: dict[str, Any] | None = None) -> SweepResult:
     """Run (or finish) the sweep of a sweep file on Ray Tune; returns every trial's outcome.
 
     Args:
@@ -769,13 +817,14 @@ def run_sweep(path: str | Path, address: str | None = None, progress: bool = Tru
         progress: show Tune's progress table.
         train_fn: what a trial runs, ``train_fn(config, progress=False) -> run_dir`` (default
             ``brainalign.train.train``); it must be picklable by value for the workers.
+        raw: the sweep's content, when it was built in code (``brainalign.tune``); ``path`` then names it.
 
     Raises:
         ConfigError: before any trial starts, for an invalid sweep file or grid value, a folder holding
             another sweep's or run's results, a missing Ray installation or an unreachable cluster.
     """
     start = time.perf_counter()
-    sweep = load_sweep(path)
+    sweep = load_sweep(path, raw)
     check_folders(sweep)
     if address:
         check_address(address)  # even when nothing is left to run: a wrong address is a mistake worth hearing
@@ -827,13 +876,14 @@ def _is_baseline(trial: Trial, objective: Objective) -> bool:
 
 
 def selection_table(sweep: Sweep) -> list[dict[str, Any]]:
-    """Attias et al.'s rule for every non-baseline setting of the sweep, from finished run folders.
+    """The selection rule (:func:`brainalign.tune.accepts`) for every non-baseline setting, from run folders.
 
-    One row per setting (the swept values other than ``seed``): mean clean and robust accuracy over its
-    finished seeds and over those of its matched baselines, the two ratios, and ``accepted``. Settings whose
-    runs (or baselines) have not finished are listed with ``accepted: None``.
+    One row per setting (the swept values other than ``seed``): mean validation clean accuracy (the
+    objective attack at strength 0) and robust accuracy (at ``eps``) over its finished seeds and over those
+    of its matched baselines, the two ratios, and ``accepted``. Settings whose runs (or baselines) have not
+    finished are listed with ``accepted: None``.
     """
-    from brainalign.regularizers.pixel_similarity import selection_rule
+    from brainalign.tune import accepts
 
     objective = sweep.objective
     if objective is None:
@@ -847,7 +897,10 @@ def selection_table(sweep: Sweep) -> list[dict[str, Any]]:
             return None
         result = results.read_result(trial.run_dir)
         robust = robust_accuracy(result, objective.attack, objective.eps)
-        return None if robust is None else (float(result["clean_accuracy"]), float(robust))
+        clean = robust_accuracy(result, objective.attack, 0.0)  # the same validation images, unattacked
+        if clean is None:
+            clean = result.get("val_accuracy")
+        return None if robust is None or clean is None else (float(clean), float(robust))
 
     baselines = [t for t in sweep.trials if _is_baseline(t, objective)]
     settings: dict[str, list[Trial]] = {}
@@ -880,8 +933,8 @@ def selection_table(sweep: Sweep) -> list[dict[str, Any]]:
                 "robust_unreg": robust_unreg,
                 "clean_ratio": clean_reg / clean_unreg if clean_unreg > 0 else None,
                 "robust_ratio": robust_reg / robust_unreg if robust_unreg > 0 else None,
-                "accepted": selection_rule(clean_reg, clean_unreg, robust_reg, robust_unreg,
-                                           min_clean_ratio=objective.min_clean_ratio),
+                "accepted": accepts(clean_reg, clean_unreg, robust_reg, robust_unreg,
+                                    min_clean_ratio=objective.min_clean_ratio),
             })
         else:
             row["accepted"] = None

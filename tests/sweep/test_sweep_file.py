@@ -164,9 +164,13 @@ def test_a_run_missing_an_attack_is_not_finished(sweep_file, fake_run):
     assert sweep_mod.is_finished(sweep.trials[0].config)
 
 
+VAL_EVAL = {"n_examples": 100, "split": "val",
+            "attacks": [{"name": "pgd_linf", "eps": [0.0, 0.1], "params": {"steps": 2}}]}
+
+
 def _objective_sweep(sweep_file, **objective):
     return load_sweep(sweep_file(
-        base={"regularizers": PIXEL},
+        base={"regularizers": PIXEL, "eval": VAL_EVAL},
         grid={"seed": [0, 1], "regularizers.0.weight": [0.0, 1.0, 2.0]},
         objective={"attack": ATTACK, "eps": 0.1, "baseline": {"regularizers.0.weight": 0.0}, **objective}))
 
@@ -196,6 +200,27 @@ def test_selection_rule_waits_for_unfinished_runs_and_refuses_attacks_not_evalua
         _objective_sweep(sweep_file, attack="fgsm")
     with pytest.raises(ConfigError, match=r"objective.baseline: 'train.lr' is not a swept field"):
         _objective_sweep(sweep_file, baseline={"train.lr": 0.1})
+
+
+def test_selection_never_reads_test_images(sweep_file):
+    with pytest.raises(ConfigError, match=r"evaluates the test split; selection reads the validation split only"):
+        load_sweep(sweep_file(base={"regularizers": PIXEL},
+                              grid={"seed": [0], "regularizers.0.weight": [0.0, 1.0]},
+                              objective={"attack": ATTACK, "eps": 0.1, "baseline": {"regularizers.0.weight": 0.0}}))
+
+
+def test_named_settings_cross_the_grid_and_name_the_runs(sweep_file):
+    settings = [{"name": "baseline", "set": {}},
+                {"name": "pix-w2", "set": {"regularizers": PIXEL, "regularizers.0.weight": 2.0}}]
+    sweep = load_sweep(sweep_file(settings=settings, grid={"seed": [0, 1]}))
+    assert [t.key for t in sweep.trials] == ["baseline__seed0", "baseline__seed1", "pix-w2__seed0", "pix-w2__seed1"]
+    assert sweep.trials[0].config.regularizers == [] and sweep.trials[2].config.regularizers[0].weight == 2.0
+    assert sweep.trials[2].params == {"setting": "pix-w2", "seed": 0}
+    with pytest.raises(ConfigError, match=r"settings.1 \(bad\) is invalid: .*weight"):
+        load_sweep(sweep_file(settings=[settings[0], {"name": "bad", "set": {"regularizers": PIXEL,
+                                                                               "regularizers.0.weight": -1}}]))
+    with pytest.raises(ConfigError, match=r"settings.1.name: 'baseline' must be unique"):
+        load_sweep(sweep_file(settings=[settings[0], settings[0]]))
 
 
 @pytest.mark.parametrize("name, n_trials", [("sweep_pixel.yaml", 27), ("sweep_random.yaml", 8)])

@@ -51,17 +51,7 @@ class PixelSimilarity(PairSimilarityRegularizer):
 
 def selection_rule(clean_reg: float, clean_unreg: float, robust_reg: float, robust_unreg: float, *,
                    min_clean_ratio: float = 0.9) -> bool:
-    """Attias et al.'s rule for accepting a setting (a, Th): clean accuracy kept, robustness gained.
+    """Attias et al.'s rule for accepting a setting (a, Th); defined once in :func:`brainalign.tune.accepts`."""
+    from brainalign.tune import accepts
 
-    Accept iff clean_reg / clean_unreg >= 0.9 (R0/U0) and robust_reg / robust_unreg > 1 (RD/UD), where the
-    robust accuracies are taken at strength D (D = 0.1 for noise, 0.02 for transferred FGSM in the paper).
-    A zero unregularized accuracy makes a ratio undefined: then any positive regularized accuracy counts
-    as a gain (and a zero clean accuracy fails).
-    """
-    for name, v in (("clean_reg", clean_reg), ("clean_unreg", clean_unreg), ("robust_reg", robust_reg),
-                    ("robust_unreg", robust_unreg)):
-        if not 0 <= v <= 1:
-            raise ValueError(f"{name} must be an accuracy in [0, 1], got {v}")
-    clean_ok = clean_reg >= min_clean_ratio * clean_unreg and clean_reg > 0
-    robust_ok = robust_reg > robust_unreg if robust_unreg == 0 else robust_reg / robust_unreg > 1
-    return bool(clean_ok and robust_ok)
+    return accepts(clean_reg, clean_unreg, robust_reg, robust_unreg, min_clean_ratio=min_clean_ratio)
