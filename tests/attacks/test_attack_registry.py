@@ -45,6 +45,8 @@ CASES: dict[str, Case] = {
     "apgd_ce_l2": Case(0.75, {"steps": 10}),
     "apgd_t_linf": Case(0.1, {"steps": 5}),
     "apgd_t_l2": Case(0.75, {"steps": 5}),
+    "apgd_ce_t_linf": Case(0.1, {"steps": 5}),
+    "apgd_ce_t_l2": Case(0.75, {"steps": 5}),
     "square_linf": Case(0.1, {"n_queries": 100}),
     "square_l2": Case(1.0, {"n_queries": 100}),
     "boundary": Case(2.5, {"steps": 50}),
