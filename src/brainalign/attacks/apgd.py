@@ -20,7 +20,6 @@ from brainalign.attacks._pyautoattack import run_autoattack
 from brainalign.attacks.base import AttackInfo
 from brainalign.registry import ATTACKS
 
-
 _LABELS = {("apgd-ce",): "APGD-CE (cross-entropy)", ("apgd-t",): "APGD-T (targeted DLR, top-9 targets)",
            ("apgd-ce", "apgd-t"): "APGD-CE, then APGD-T on the images it leaves intact (worst case per image)"}
 
