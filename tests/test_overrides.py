@@ -72,3 +72,13 @@ def test_cli_rejects_a_bad_index_in_one_line_and_writes_nothing(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "index 1 is out of range" in err[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_sections_inside_a_new_entry_are_created():
+    config = load_config(CONFIGS / "baseline.yaml", [
+        "regularizers+={name: cka}", "regularizers.0.recording.name=sim_it",
+        "regularizers.0.recording.options.n_stimuli=300",
+        "eval.attacks+={name: fgsm, eps: [0.0]}", "eval.attacks.0.eps+=0.1"])
+    rec = config.regularizers[0].recording
+    assert (rec.name, rec.options) == ("sim_it", {"n_stimuli": 300})
+    assert config.eval.attacks[0].eps == [0.0, 0.1]

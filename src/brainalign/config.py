@@ -185,6 +185,7 @@ def _schema_kind(parts: list[str]) -> str | None:
             return None  # inside a free-form mapping (params, options)
         if isinstance(model, tuple):  # the item type of a list: any index
             model = model[0]
+            kind = "section" if isinstance(model, type) and issubclass(model, BaseModel) else None
             continue
         field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
         if field is None:
