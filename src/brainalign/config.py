@@ -248,26 +248,86 @@ def parse_config(data: dict[str, Any]) -> RunConfig:
         raise ConfigError(_describe(err)) from None
 
 
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+def _schema_kind(parts: list[str]) -> str | None:
+    """'list', 'section' or None (a scalar or free-form value) for the RunConfig field at ``parts``."""
+    import types
+    import typing
+
+    model: Any = RunConfig
+    kind: str | None = "section"
+    for part in parts:
+        if model is None:
+            return None  # inside a free-form mapping (params, options)
+        if isinstance(model, tuple):  # the item type of a list: any index
+            model = model[0]
+            kind = "section" if isinstance(model, type) and issubclass(model, BaseModel) else None
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+            annotation = args[0]
+        origin = typing.get_origin(annotation)
+        if origin is list:
+            (item,) = typing.get_args(annotation)
+            model, kind = (item,), "list"
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model, kind = annotation, "section"
+        else:
+            model, kind = None, ("section" if origin is dict else None)
+    return kind
+
+
+def _list_index(key: str, where: str, part: str, items: list) -> int:
+    try:
+        index = int(part)
+    except ValueError:
+        raise ConfigError(f"override {key!r}: {where} is a list; {part!r} is not an index "
+                          f"(use 0..{len(items) - 1})" if items else
+                          f"override {key!r}: {where} is an empty list; add an entry with {where}+=...") from None
+    if not -len(items) <= index < len(items):
+        have = f"has {len(items)} entr{'y' if len(items) == 1 else 'ies'}"
+        hint = f"use 0..{len(items) - 1}, or " if items else ""
+        raise ConfigError(f"override {key!r}: index {index} is out of range ({where} {have}; "
+                          f"{hint}add one with {where}+=...)")
+    return index
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any, *, append: bool = False) -> None:
+    """Set (or, with ``append``, append to) the entry at a dotted path; integer parts index lists."""
     parts = key.split(".")
-    node = data
+    if not all(parts):
+        raise ConfigError(f"override {key!r}: empty field name")
+    node: Any = data
     for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[:i + 1])
         if isinstance(node, list):
-            try:
-                node = node[int(part)]
-                continue
-            except (ValueError, IndexError):
-                raise ConfigError(f"override {key!r}: {'.'.join(parts[:i + 1])} is not a valid list index") from None
-        node = node.setdefault(part, {})
+            node = node[_list_index(key, ".".join(parts[:i]), part, node)]
+        else:
+            if part not in node or node[part] is None:
+                node[part] = [] if _schema_kind(parts[:i + 1]) == "list" else {}
+            node = node[part]
         if not isinstance(node, (dict, list)):
-            raise ConfigError(f"override {key!r}: {'.'.join(parts[:i + 1])} is not a section")
-    if isinstance(node, list):
-        try:
-            node[int(parts[-1])] = value
-        except (ValueError, IndexError):
-            raise ConfigError(f"override {key!r}: {parts[-1]} is not a valid list index") from None
+            raise ConfigError(f"override {key!r}: {where} is a value, not a section or a list")
+    last, parent = parts[-1], ".".join(parts[:-1])
+    if append:
+        if isinstance(node, list):
+            target = node[_list_index(key, parent, last, node)]
+        else:
+            if last not in node or node[last] is None:
+                if _schema_kind(parts) not in ("list", None):
+                    raise ConfigError(f"override {key + '+='!r}: {key} is not a list (+= appends to a list)")
+                node[last] = []
+            target = node[last]
+        if not isinstance(target, list):
+            raise ConfigError(f"override {key + '+='!r}: {key} is not a list (+= appends to a list; use = to replace)")
+        target.append(value)
+    elif isinstance(node, list):
+        node[_list_index(key, parent, last, node)] = value
     else:
-        node[parts[-1]] = value
+        node[last] = value
 
 
 def parse_value(raw: str) -> Any:
@@ -279,12 +339,24 @@ def parse_value(raw: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.field=value`` overrides; values are parsed as YAML (numbers, lists, booleans)."""
+    """Apply command-line overrides to a config dict, in order; values are parsed as YAML.
+
+    - ``section.field=value`` sets a field: ``train.epochs=5``, ``data.channels=1``.
+    - an integer part indexes a list (negative counts from the end): ``regularizers.0.weight=3``,
+      ``regularizers.0.name=cka``, ``regularizers.-1.recording.path=null``, ``eval.attacks.0.eps=[0, 0.1]``.
+    - ``field+=value`` appends one entry to a list (created when absent):
+      ``regularizers+={name: cka, recording: {name: sim_it}}`` (a YAML flow mapping).
+    """
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like section.field=value")
+            raise ConfigError(f"override {item!r} must look like section.field=value (or list+=entry)")
         key, raw = item.split("=", 1)
-        _set_dotted(data, key.strip(), parse_value(raw))
+        key = key.strip()
+        append = key.endswith("+")
+        key = key[:-1].strip() if append else key
+        if not key:
+            raise ConfigError(f"override {item!r} must look like section.field=value (or list+=entry)")
+        _set_dotted(data, key, parse_value(raw), append=append)
     return data
 
 
