@@ -126,7 +126,10 @@ def classification_loss(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen:
     return loss, logits, feats
 
 
-def train_step(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
+def train_step(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
+               index: torch.Tensor | None = None) -> dict[str, float]:
+    """One optimiser step; ``index``: the batch's rows in ``data.train`` (single-stream targets are looked up
+    by it)."""
     model, device = trainee.model, trainee.config.train.device
     ce, logits, cls_feats = classification_loss(trainee, x, y, gen)
     loss = ce
@@ -134,7 +137,7 @@ def train_step(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Ge
     for i, (reg, weight) in enumerate(trainee.regularizers):
         loss = reg.transform_ce(loss) if i == 0 else loss
         if getattr(reg, "stream", "regularization") == "classification":
-            term = reg(cls_feats, None)
+            term = reg(cls_feats, index)
         else:
             index = reg.sample(len(reg.reg_set), gen)
             feats = model.features(reg.reg_set.images[index].to(device), reg.layers)
@@ -262,7 +265,7 @@ def _fit(trainee: Trainee, run_dir: Path, progress: bool) -> None:
         steps = 0
         for i in range(0, len(perm), bs):
             idx = perm[i : i + bs]
-            logs = train_step(trainee, x_all[idx].to(device), y_all[idx].to(device), gen)
+            logs = train_step(trainee, x_all[idx].to(device), y_all[idx].to(device), gen, idx)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             steps += 1
