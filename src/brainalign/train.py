@@ -32,6 +32,7 @@ from brainalign.defences import build_defence, defence_record
 from brainalign.errors import ConfigError
 from brainalign.io import load_checkpoint, save_checkpoint, write_yaml
 from brainalign.models import BrainModel, build_model
+from brainalign.speed import autocast, batch, prepare_model, scaler
 
 
 def derive_seed(*parts: object) -> int:
@@ -62,6 +63,7 @@ class Trainee:
     regularizers: list[tuple[nn.Module, float]]
     defence: object | None
     optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling (train.precision)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -97,6 +99,7 @@ def build_trainee(config: RunConfig) -> Trainee:
     )
     model.to(config.train.device)
     regs = build_regularizers(config, model, data)
+    prepare_model(model, config.train)
     defence = build_defence(config)
     params = list(model.parameters()) + [p for reg, _ in regs for p in reg.parameters()]
     t = config.train
@@ -104,7 +107,7 @@ def build_trainee(config: RunConfig) -> Trainee:
         optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     else:
         optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
-    return Trainee(config, data, model, regs, defence, optimizer)
+    return Trainee(config, data, model, regs, defence, optimizer, scaler(config.train))
 
 
 def classification_loss(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
@@ -130,23 +133,29 @@ def train_step(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Ge
                index: torch.Tensor | None = None) -> dict[str, float]:
     """One optimiser step; ``index``: the batch's rows in ``data.train`` (single-stream targets are looked up
     by it)."""
-    model, device = trainee.model, trainee.config.train.device
-    ce, logits, cls_feats = classification_loss(trainee, x, y, gen)
-    loss = ce
-    logs = {"ce": ce.item()}
-    for i, (reg, weight) in enumerate(trainee.regularizers):
-        loss = reg.transform_ce(loss) if i == 0 else loss
-        if getattr(reg, "stream", "regularization") == "classification":
-            term = reg(cls_feats, index)
-        else:
-            index = reg.sample(len(reg.reg_set), gen)
-            feats = model.features(reg.reg_set.images[index].to(device), reg.layers)
-            term = reg(feats, index)
-        loss = loss + weight * term
-        logs[f"reg{i}"] = term.item()
+    model, device, options = trainee.model, trainee.config.train.device, trainee.config.train
+    with autocast(options):
+        ce, logits, cls_feats = classification_loss(trainee, batch(x, options), y, gen)
+        loss = ce
+        logs = {"ce": ce.item()}
+        for i, (reg, weight) in enumerate(trainee.regularizers):
+            loss = reg.transform_ce(loss) if i == 0 else loss
+            if getattr(reg, "stream", "regularization") == "classification":
+                term = reg(cls_feats, index)
+            else:
+                rows = reg.sample(len(reg.reg_set), gen)  # not ``index``: that is the classification batch's
+                feats = model.features(batch(reg.reg_set.images[rows].to(device), options), reg.layers)
+                term = reg(feats, rows)
+            loss = loss + weight * term
+            logs[f"reg{i}"] = term.item()
     trainee.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    trainee.optimizer.step()
+    if trainee.scaler is not None:
+        trainee.scaler.scale(loss).backward()
+        trainee.scaler.step(trainee.optimizer)
+        trainee.scaler.update()
+    else:
+        loss.backward()
+        trainee.optimizer.step()
     logs["loss"] = loss.item()
     logs["correct"] = float((logits.argmax(1) == y).sum())
     return logs

@@ -143,3 +143,20 @@ def test_paper_config_trains_resnet50_at_224_on_cpu(eeg2_tree):
         logs = train_step(trainee, trainee.data.train.images[idx], trainee.data.train.labels[idx],
                           generator(0, step), idx)
         assert np.isfinite(logs["loss"]) and np.isfinite(logs["reg0"])
+
+
+def test_single_stream_term_after_a_second_stream_term_still_gets_the_batch_rows():
+    config = parse_config({"data": {"name": "digits", "max_train": 120}, "model": {"name": "small_cnn", "width": 8},
+                           "regularizers": [{"name": "pixel_similarity", "weight": 1.0},
+                                            {"name": "neural_prediction", "params": {"stimuli": "classification"},
+                                             "recording": {"name": "sim_eeg"}}]})
+    trainee = build_trainee(config)
+    reg, _ = trainee.regularizers[1]
+    idx = torch.tensor([5, 60, 119, 7])
+    x = trainee.data.train.images[idx]
+    with torch.no_grad():
+        trainee.model.train()
+        _, feats = trainee.model.forward_features(x, reg.layers)
+        expected = float(torch.nn.functional.mse_loss(reg.predict(feats), reg.targets[idx]))
+    logs = train_step(trainee, x, trainee.data.train.labels[idx], generator(0), idx)
+    assert logs["reg1"] == pytest.approx(expected, rel=1e-4)
