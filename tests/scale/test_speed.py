@@ -10,8 +10,8 @@ from brainalign.errors import ConfigError
 from brainalign.train import build_trainee, generator, train_step
 
 
-def _trainee(**train):
-    config = parse_config({
+def _trainee(seed: int = 0, **train):
+    config = parse_config({"seed": seed,
         "data": {"name": "digits", "max_train": 64},
         "model": {"name": "resnet18", "width": 8},
         "train": {"batch_size": 16, "optimizer": "adam", "lr": 1e-3, **train},
@@ -26,14 +26,17 @@ def _steps(trainee, n: int = 2) -> list[dict]:
     return [train_step(trainee, data.images[idx], data.labels[idx], generator(0, s), idx) for s in range(n)]
 
 
-def test_bf16_on_cpu_trains_close_to_fp32_and_keeps_float32_weights():
-    plain, bf16 = _steps(_trainee()), _steps(_trainee(precision="bf16"))
-    trainee = _trainee(precision="bf16")
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bf16_on_cpu_trains_close_to_fp32_and_keeps_float32_weights(seed):
+    plain, bf16 = _steps(_trainee(seed)), _steps(_trainee(seed, precision="bf16"))
+    trainee = _trainee(seed, precision="bf16")
     _steps(trainee, 1)
     assert all(p.dtype == torch.float32 for p in trainee.model.parameters())
-    for a, b in zip(plain, bf16, strict=True):
-        assert b["ce"] == pytest.approx(a["ce"], rel=0.05)
-        assert b["reg0"] == pytest.approx(a["reg0"], rel=0.05)
+    # first step: the same weights, bf16 rounding only (seen: <= 0.25%); second: after one bf16 update
+    # (seen: <= 3.4%); seen under ATEN_CPU_CAPABILITY default, avx2 and avx512 with seeds 0-3
+    for (a, b), rel in zip(zip(plain, bf16, strict=True), (0.02, 0.1), strict=True):
+        assert b["ce"] == pytest.approx(a["ce"], rel=rel)
+        assert b["reg0"] == pytest.approx(a["reg0"], rel=rel)
 
 
 def test_channels_last_gives_the_same_step():
