@@ -124,6 +124,17 @@ class TrainConfig(_Strict):
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:N or mps (checked to exist when a run "
                         "starts)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch default)")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast precision of training steps: bf16 (CPU or CUDA) or fp16 (CUDA, loss-scaled)")
+    channels_last: bool = Field(False, description="NHWC memory format for the model and batches")
+    compile: bool = Field(False, description="torch.compile each named stage of the model")
+
+    @model_validator(mode="after")
+    def _fp16_on_cuda(self) -> TrainConfig:
+        if self.precision == "fp16" and not self.device.startswith("cuda"):
+            raise ConfigError(f"train.precision: fp16 needs a CUDA device (train.device is {self.device!r}); "
+                              "use bf16 on CPU")
+        return self
 
     @field_validator("device")
     @classmethod

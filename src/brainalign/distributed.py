@@ -238,7 +238,7 @@ def _fit_parallel(trainee: Trainee, run_dir: Path, world: World, progress: bool)
                 batch = perm[i : i + bs]
                 idx = shard(batch, world.rank, world.size)
                 step_weight[0] = len(idx) / len(batch)
-                logs = train_step(trainee, x_all[idx].to(device), y_all[idx].to(device), gen)
+                logs = train_step(trainee, x_all[idx].to(device), y_all[idx].to(device), gen, idx)
                 for k, v in logs.items():
                     # Per-step means of this shard, weighted so that the sum over ranks is the batch's mean.
                     sums[k] = sums.get(k, 0.0) + (v if k == "correct" else v * step_weight[0])

@@ -31,6 +31,7 @@ from brainalign.evaluate import check_eval, evaluate_run
 from brainalign.models import BrainModel, build_model
 from brainalign.run_folder import load_trained_model  # noqa: F401  (re-exported: brainalign.train.load_trained_model)
 from brainalign.seeding import derive_seed, generator
+from brainalign.speed import autocast, batch, prepare_model, scaler
 
 __all__ = ["Trainee", "build_trainee", "derive_seed", "finish_run", "generator", "load_trained_model", "resume",
            "train", "train_step"]
@@ -56,6 +57,7 @@ class Trainee:
     defence: object | None
     optimizer: torch.optim.Optimizer
     step_in_epoch: int = 0  # steps taken in the current epoch (gradient ratios are measured on some)
+    scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling (train.precision)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -91,6 +93,7 @@ def build_trainee(config: RunConfig) -> Trainee:
     )
     model.to(config.train.device)
     regs = build_regularizers(config, model, data)
+    prepare_model(model, config.train)
     defence = build_defence(config)
     params = list(model.parameters()) + [p for reg, _ in regs for p in reg.parameters()]
     t = config.train
@@ -98,7 +101,7 @@ def build_trainee(config: RunConfig) -> Trainee:
         optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     else:
         optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
-    return Trainee(config, data, model, regs, defence, optimizer)
+    return Trainee(config, data, model, regs, defence, optimizer, scaler(config.train))
 
 
 def classification_loss(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
@@ -120,32 +123,41 @@ def classification_loss(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen:
     return loss, logits, feats
 
 
-def train_step(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> dict[str, float]:
-    model, device = trainee.model, trainee.config.train.device
-    ce, logits, cls_feats = classification_loss(trainee, x, y, gen)
-    # The first regularizer may reweight the classification loss (learned uncertainty weighting).
-    loss = trainee.regularizers[0][0].transform_ce(ce) if trainee.regularizers else ce
-    classification = loss
-    logs = {"ce": ce.item()}
-    weighted = []
-    for i, (reg, weight) in enumerate(trainee.regularizers):
-        if getattr(reg, "stream", "regularization") == "classification":
-            term = reg(cls_feats, None)
-        else:
-            index = reg.sample(len(reg.reg_set), gen)
-            feats = reg.stimulus_features(model, reg.reg_set.images[index].to(device))
-            term = reg(feats, index)
-        weighted.append(weight * term)
-        loss = loss + weighted[-1]
-        logs[f"reg{i}"] = term.item()
-    if weighted and gradient_ratios.measured(trainee.step_in_epoch):
-        # autograd.grad leaves .grad alone, so the step below (and the trajectory) is unchanged.
-        logs.update(gradient_ratios.step_logs(gradient_ratios.ratios(classification, weighted,
-                                                                     list(model.parameters()), len(y))))
+def train_step(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
+               index: torch.Tensor | None = None) -> dict[str, float]:
+    """One optimiser step; ``index``: the batch's rows in ``data.train`` (single-stream targets are looked up
+    by it)."""
+    model, device, options = trainee.model, trainee.config.train.device, trainee.config.train
+    with autocast(options):
+        ce, logits, cls_feats = classification_loss(trainee, batch(x, options), y, gen)
+        # The first regularizer may reweight the classification loss (learned uncertainty weighting).
+        loss = trainee.regularizers[0][0].transform_ce(ce) if trainee.regularizers else ce
+        classification = loss
+        logs = {"ce": ce.item()}
+        weighted = []
+        for i, (reg, weight) in enumerate(trainee.regularizers):
+            if getattr(reg, "stream", "regularization") == "classification":
+                term = reg(cls_feats, index)
+            else:
+                rows = reg.sample(len(reg.reg_set), gen)  # not ``index``: that is the classification batch's
+                feats = reg.stimulus_features(model, batch(reg.reg_set.images[rows].to(device), options))
+                term = reg(feats, rows)
+            weighted.append(weight * term)
+            loss = loss + weighted[-1]
+            logs[f"reg{i}"] = term.item()
+        if weighted and gradient_ratios.measured(trainee.step_in_epoch):
+            # autograd.grad leaves .grad alone, so the step below (and the trajectory) is unchanged.
+            logs.update(gradient_ratios.step_logs(gradient_ratios.ratios(classification, weighted,
+                                                                         list(model.parameters()), len(y))))
     trainee.step_in_epoch += 1
     trainee.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    trainee.optimizer.step()
+    if trainee.scaler is not None:
+        trainee.scaler.scale(loss).backward()
+        trainee.scaler.step(trainee.optimizer)
+        trainee.scaler.update()
+    else:
+        loss.backward()
+        trainee.optimizer.step()
     logs["loss"] = loss.item()
     logs["correct"] = float((logits.argmax(1) == y).sum())
     return logs
@@ -249,7 +261,7 @@ def _fit(trainee: Trainee, run_dir: Path, progress: bool) -> None:
         steps = 0
         for i in range(0, len(perm), bs):
             idx = perm[i : i + bs]
-            logs = train_step(trainee, x_all[idx].to(device), y_all[idx].to(device), gen)
+            logs = train_step(trainee, x_all[idx].to(device), y_all[idx].to(device), gen, idx)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             steps += 1

@@ -399,7 +399,7 @@ def predictivity(features, targets, *, alphas: Sequence[float] | None = None, re
                  n_components: int | None = None, ceiling=None, feature_ids: Sequence | None = None,
                  target_ids: Sequence | None = None, seed: int = 0, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float64, loo_dtype: torch.dtype = torch.float32,
-                 return_predictions: bool = False) -> PredictivityResult:
+                 return_predictions: bool = False, target_block: int | None = None) -> PredictivityResult:
     """Cross-validated ridge predictivity of neural responses from model features.
 
     r_t = Pearson(yhat_{.t}, y_{.t}) over all stimuli, yhat from the outer fold that held each stimulus out;
@@ -423,6 +423,9 @@ def predictivity(features, targets, *, alphas: Sequence[float] | None = None, re
         device, dtype: where and in what precision to compute (float64 on CPU by default; a GPU works).
         loo_dtype: precision of the penalty-selection products (see :func:`ridge_loo_fit_predict`).
         return_predictions: keep the (N, T) held-out predictions in the result.
+        target_block: fit at most this many targets at a time (same folds; every target has its own penalty,
+            so the result is the same) to bound memory: NSD's 73,000 x 10^4 voxels, or 10^5 targets, need
+            several times the (N, T) response array otherwise.
 
     Returns:
         :class:`PredictivityResult`.
@@ -453,6 +456,14 @@ def predictivity(features, targets, *, alphas: Sequence[float] | None = None, re
         raise ConfigError(f"n_components must be a positive integer or None; got {n_components!r}")
     labels = _fold_labels(n, n_folds, folds, seed)
     k_folds = int(labels.max()) + 1
+    if target_block is not None:
+        if not isinstance(target_block, int) or target_block < 1:
+            raise ConfigError(f"target_block must be a positive integer or None; got {target_block!r}")
+        if y.shape[1] > target_block:
+            return _blocked(x, y, target_shape, target_block, labels, ceiling,
+                            dict(alphas=alphas, relative_alphas=relative_alphas, n_components=n_components,
+                                 device=device, dtype=dtype, loo_dtype=loo_dtype,
+                                 return_predictions=return_predictions))
 
     n_targets = y.shape[1]
     nan_cols = np.isnan(y).any(0)
@@ -506,6 +517,35 @@ def predictivity(features, targets, *, alphas: Sequence[float] | None = None, re
                               n_masked_constant=int(const_cols.sum()), n_bad_ceiling=n_bad,
                               target_shape=target_shape, n_stimuli=n, n_features=x.shape[1], n_folds=k_folds,
                               n_components=n_comp, n_refined=n_refined, predictions=predictions)
+
+
+def _blocked(x: np.ndarray, y: np.ndarray, target_shape: tuple[int, ...], block: int, labels: np.ndarray,
+             ceiling, kwargs: dict) -> PredictivityResult:
+    """:func:`predictivity` over blocks of target columns with the same folds, joined into one result."""
+    c = None if ceiling is None else _as_numpy(ceiling, "ceiling").reshape(-1)
+    if c is not None and c.size != y.shape[1]:
+        raise ConfigError(f"ceiling has {c.size} values; targets have {y.shape[1]} ({target_shape})")
+    parts = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # masked targets are reported once, below
+        for start in range(0, y.shape[1], block):
+            sl = slice(start, start + block)
+            parts.append(predictivity(x, y[:, sl], folds=labels,
+                                      ceiling=None if c is None else c[sl], **kwargs))
+    n_nan, n_const = sum(p.n_masked_nan for p in parts), sum(p.n_masked_constant for p in parts)
+    if n_nan or n_const:
+        warnings.warn(f"predictivity: {n_nan} targets with NaN and {n_const} constant targets are masked (r = NaN) "
+                      f"out of {y.shape[1]}", stacklevel=3)
+    first = parts[0]
+    return PredictivityResult(
+        r=np.concatenate([p.r for p in parts]),
+        r_normalized=None if c is None else np.concatenate([p.r_normalized for p in parts]),
+        alpha_per_fold=np.concatenate([p.alpha_per_fold for p in parts], axis=1), alpha_grid=first.alpha_grid,
+        masked=np.concatenate([p.masked for p in parts]), n_masked_nan=n_nan, n_masked_constant=n_const,
+        n_bad_ceiling=sum(p.n_bad_ceiling for p in parts), target_shape=target_shape, n_stimuli=first.n_stimuli,
+        n_features=first.n_features, n_folds=first.n_folds, n_components=first.n_components,
+        n_refined=sum(p.n_refined for p in parts),
+        predictions=None if first.predictions is None else np.concatenate([p.predictions for p in parts], axis=1))
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -24,16 +24,24 @@ class DatasetInfo:
 
 @dataclass
 class ImageSet:
-    """Images (N, C, H, W) float32 in [0, 1] and integer labels (N,)."""
+    """Images (N, C, H, W) float32 in [0, 1], integer labels (N,) and, where the data set names them, the N
+    stimulus ids (THINGS-EEG2 file stems), which single-stream regularizers use to find each image's targets."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    ids: list[str] | None = None
 
     def __post_init__(self):
         if self.images.dim() != 4:
             raise DataError(f"images must have shape (N, C, H, W), got {tuple(self.images.shape)}")
         if self.images.shape[0] != self.labels.shape[0]:
             raise DataError(f"{self.images.shape[0]} images but {self.labels.shape[0]} labels")
+        if self.ids is not None and len(self.ids) != self.labels.shape[0]:
+            raise DataError(f"{self.labels.shape[0]} images but {len(self.ids)} stimulus ids")
+
+    def head(self, n: int) -> ImageSet:
+        """The first ``n`` images (``data.max_train``)."""
+        return ImageSet(self.images[:n], self.labels[:n], None if self.ids is None else self.ids[:n])
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -116,6 +124,24 @@ def stratified_split(images: torch.Tensor, labels: torch.Tensor, *, val_fraction
         return ImageSet(images[ix].contiguous(), labels[ix].contiguous())
 
     return take(train), take(val), take(test)
+
+
+def given_split(images: torch.Tensor, labels: torch.Tensor, split, ids: list[str] | None = None
+                ) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """The data set's own split (``split[i]`` in train, val, test); without val images, val is the test split."""
+    split = np.asarray(split, dtype=object)
+    if len(split) != len(labels):
+        raise DataError(f"the data set's split names {len(split)} images but it has {len(labels)}")
+
+    def take(name: str) -> ImageSet:
+        ix = torch.as_tensor(np.flatnonzero(split == name))
+        return ImageSet(images[ix].contiguous(), labels[ix].contiguous(),
+                        None if ids is None else [ids[i] for i in ix.tolist()])
+
+    train, val, test = take("train"), take("val"), take("test")
+    if len(train) == 0 or len(test) == 0:
+        raise DataError("the data set's split leaves no training or no test images")
+    return train, (val if len(val) else test), test
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

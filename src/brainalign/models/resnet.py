@@ -1,4 +1,6 @@
-"""CIFAR-style ResNets (He et al. 2016): 3x3 stem, no max-pool, four stages.
+"""ResNets (He et al. 2016): CIFAR-style (3x3 stem, no max-pool) and ImageNet-style (``resnet50_imagenet``:
+7x7 stride-2 stem and a 3x3 stride-2 max-pool, as torchvision's ResNet50 that Guo et al. trained at 224 px,
+16 times fewer stem positions than the CIFAR stem at that size), four stages.
 
 Named layers: ``stem``, ``layer1`` .. ``layer4``, ``pool`` (global average, the penultimate features).
 ``width`` scales the channels (64 is the standard network; smaller widths make quick CPU runs possible).
@@ -64,10 +66,14 @@ def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Module:
 class ResNet(BrainModel):
     def __init__(self, block: type[BasicBlock | Bottleneck], num_blocks: Sequence[int], num_classes: int,
                  in_channels: int, mean: Sequence[float], std: Sequence[float], width: int = 64,
-                 input_size: int | None = None):
+                 input_size: int | None = None, stem: str = "cifar"):
         super().__init__(mean, std, input_size)
-        self.layers["stem"] = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
-                                            nn.BatchNorm2d(width), nn.ReLU())
+        if stem == "imagenet":
+            self.layers["stem"] = nn.Sequential(nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False),
+                                                nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        else:
+            self.layers["stem"] = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+                                                nn.BatchNorm2d(width), nn.ReLU())
         in_planes = width
         for i, n in enumerate(num_blocks):
             planes = width * 2**i
@@ -80,11 +86,13 @@ class ResNet(BrainModel):
         self.head = nn.Linear(in_planes, num_classes)
 
 
-def _register(name: str, block, blocks: Sequence[int]):
-    @MODELS.register(name, description=f"CIFAR-style {name} (3x3 stem, no max-pool), width-scalable",
-                     info=ModelInfo(layers=LAYERS, penultimate="pool", min_size=8))
+def _register(name: str, block, blocks: Sequence[int], stem: str = "cifar"):
+    what = "CIFAR-style (3x3 stem, no max-pool)" if stem == "cifar" else "ImageNet-style (7x7/2 stem, max-pool)"
+    @MODELS.register(name, description=f"{what} {name.split('_')[0]}, width-scalable",
+                     info=ModelInfo(layers=LAYERS, penultimate="pool", min_size=8 if stem == "cifar" else 16))
     def build(num_classes: int, in_channels: int, mean, std, width: int = 64, input_size: int | None = None):
-        return ResNet(block, blocks, num_classes, in_channels, mean, std, width=width, input_size=input_size)
+        return ResNet(block, blocks, num_classes, in_channels, mean, std, width=width, input_size=input_size,
+                      stem=stem)
 
     return build
 
@@ -92,3 +100,4 @@ def _register(name: str, block, blocks: Sequence[int]):
 resnet18 = _register("resnet18", BasicBlock, (2, 2, 2, 2))
 resnet34 = _register("resnet34", BasicBlock, (3, 4, 6, 3))
 resnet50 = _register("resnet50", Bottleneck, (3, 4, 6, 3))
+resnet50_imagenet = _register("resnet50_imagenet", Bottleneck, (3, 4, 6, 3), stem="imagenet")

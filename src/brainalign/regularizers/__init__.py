@@ -166,6 +166,8 @@ def build_regularizers(config, model, data) -> list[tuple[Regularizer, float]]:
                 reg_set.targets = apply_control(reg_set.targets, spec.control, gen)
                 reg_set.control = spec.control
                 reg_set.description += f", {spec.control} control"
+            if target_opts is not None and target_opts.stimuli == "classification":
+                reg.stream = "classification"  # single stream: the term reads the classification batch
             reg.setup(model, reg_set, probe=probe)
             reg.check_run(config, data)
         except (ConfigError, DataError) as exc:

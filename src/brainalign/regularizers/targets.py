@@ -12,7 +12,10 @@ Target options live in a regularizer's ``params`` beside its own parameters and 
 - ``predictor_seed``: seed of the predictor (default 0). The targets are a function of the recording, not of
   the run's seed, so runs of every seed share one cached encoder.
 - ``stimuli``: ``recording`` (default) or ``train``: the predictor's pseudo-targets for the run's training
-  images (Shao et al.'s guidance; needs ``targets: predicted`` or ``denoised``).
+  images (Shao et al.'s guidance; needs ``targets: predicted`` or ``denoised``), or ``classification``: the
+  single-stream dual task (Guo et al.): the recording's responses to the classification training images
+  themselves, row i for training image i (matched by stimulus id), and the term reads the classification
+  batch's features.
 - ``split``: ``auto`` (default: the recording's ``train`` split when it has one besides others, so that its
   held-out stimuli stay unseen), a split name, or ``all``.
 - ``region``: keep the neuroids of one region or a list (per-ROI guidance).
@@ -63,7 +66,10 @@ class TargetOptions:
     def __post_init__(self):
         check_choice("targets", self.targets, ("average", "reliability", "predicted", "denoised"))
         check_choice("predictor", self.predictor, ("cnn", "ridge"))
-        check_choice("stimuli", self.stimuli, ("recording", "train"))
+        check_choice("stimuli", self.stimuli, ("recording", "train", "classification"))
+        if self.stimuli == "classification" and (self.targets in PREDICTED or self.max_stimuli is not None):
+            raise ConfigError("stimuli: classification takes the recorded responses to every training image; it "
+                              "cannot be combined with targets: predicted, denoised or max_stimuli")
         if not isinstance(self.predictor_seed, int) or self.predictor_seed < 0:
             raise ConfigError(f"predictor_seed must be an integer >= 0, got {self.predictor_seed!r}")
         if self.stimuli == "train" and self.targets not in PREDICTED:
@@ -101,15 +107,19 @@ class RecordingCache:
     def __init__(self):
         self._cache: dict[str, tuple] = {}
 
-    def load(self, rec_cfg, data) -> tuple[object, torch.Tensor, list[str], bool]:
-        """(recording, images (N, C, H, W) at the data's size, stimulus ids, simulated)."""
-        key = json.dumps([rec_cfg.name, rec_cfg.path, rec_cfg.options], sort_keys=True, default=str)
+    def load(self, rec_cfg, data, images: bool = True) -> tuple[object, torch.Tensor | None, list[str], bool]:
+        """(recording, images (N, C, H, W) at the data's size, stimulus ids, simulated).
+
+        ``images=False``: a real recording's images are not read (None), e.g. 16,540 THINGS-EEG2 JPEGs that a
+        single-stream set replaces with the classification images anyway.
+        """
+        key = json.dumps([rec_cfg.name, rec_cfg.path, rec_cfg.options, images], sort_keys=True, default=str)
         if key not in self._cache:
-            self._cache[key] = _load(rec_cfg, data)
+            self._cache[key] = _load(rec_cfg, data, images)
         return self._cache[key]
 
 
-def _load(rec_cfg, data):
+def _load(rec_cfg, data, with_images: bool = True):
     try:
         from brainalign.neural import load_recording
     except ImportError as exc:  # pragma: no cover - the neural package is part of brainalign
@@ -136,6 +146,8 @@ def _load(rec_cfg, data):
             raise DataError(f"recording {rec_cfg.name!r}: its stimulus ids do not match the training images it was "
                             f"given ({why})")
         images = data.train.images
+    elif not with_images:
+        images = None
     else:
         images = torch.as_tensor(np.asarray(rec.load_images(size=data.image_size, channels=data.in_channels),
                                             dtype=np.float32))
@@ -195,12 +207,14 @@ def recording_set(rec_cfg, data, opts: TargetOptions, cache: RecordingCache, see
 
     ``seed`` is unused (kept for callers): the predictor's seed is ``opts.predictor_seed``.
     """
-    rec, images, ids, simulated = cache.load(rec_cfg, data)
+    single_stream = opts.stimuli == "classification"
+    rec, images, ids, simulated = cache.load(rec_cfg, data, images=not single_stream)
     n_all = len(ids)
-    rec, split = _select_split(rec, opts.split)
+    # single stream: every training image needs its response, so ``auto`` keeps every stimulus
+    rec, split = _select_split(rec, "all" if single_stream and opts.split == "auto" else opts.split)
     if split != "all":
         keep = [ids.index(str(s)) for s in rec.stimulus_ids]
-        images, ids = images[keep], [ids[k] for k in keep]
+        images, ids = (images[keep] if images is not None else None), [ids[k] for k in keep]
     if opts.region is not None:
         rec = rec.select_neuroids(region=opts.region)
     if opts.time_window is not None:
@@ -247,6 +261,9 @@ def recording_set(rec_cfg, data, opts: TargetOptions, cache: RecordingCache, see
             info["neuroid_weights"] = "reliability x held-out prediction r"
     if opts.max_stimuli is not None:
         images, ids, targets = images[: opts.max_stimuli], ids[: opts.max_stimuli], targets[: opts.max_stimuli]
+    if single_stream:
+        order = classification_order(ids, data, rec_cfg.name)
+        images, ids, targets = data.train.images, [ids[k] for k in order], targets[order]
     if opts.standardize:
         targets = (targets - targets.mean(0)) / targets.std(0).clamp_min(1e-8)
     _check_varies(targets, rec_cfg.name)
@@ -257,6 +274,26 @@ def recording_set(rec_cfg, data, opts: TargetOptions, cache: RecordingCache, see
                                 simulated=simulated)
     info.update({"recording": rec_cfg.name, "n_stimuli": len(ids), "target_shape": list(shape)})
     return BuiltSet(reg_set, info)
+
+
+def classification_order(ids: list[str], data, name: str) -> list[int]:
+    """Row of ``ids`` for each classification training image, in training order (single-stream sets).
+
+    A simulated recording given the training images has ids ``train-00000``, ... in training order; a real
+    one is matched by the data set's stimulus ids (THINGS-EEG2 file stems).
+    """
+    n = len(data.train)
+    given_train = set(ids) <= set(train_ids(n))  # a simulated recording of the training images
+    wanted = train_ids(n) if given_train else data.train.ids
+    if wanted is None:
+        raise ConfigError(f"stimuli: classification needs a data set that names its images (things_eeg2) so that "
+                          f"each training image finds its response in {name!r}, or a simulated recording")
+    pos = {s: k for k, s in enumerate(ids)}
+    missing = [w for w in wanted if w not in pos]
+    if missing:
+        raise DataError(f"recording {name!r}: {len(missing)} of {n} training images have no response "
+                        f"(e.g. {missing[0]!r}); use the recording of the same image set")
+    return [pos[w] for w in wanted]
 
 
 def _check_varies(targets: torch.Tensor, name: str) -> None:

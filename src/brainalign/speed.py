@@ -1,0 +1,47 @@
+"""Speed options of a run (``train.precision``, ``train.channels_last``, ``train.compile``), applied in one place.
+
+- ``precision``: the forward passes and losses of a training step run under ``torch.autocast``: ``bf16`` on
+  CPU or CUDA, ``fp16`` on CUDA only, with dynamic loss scaling (``torch.amp.GradScaler``) so that small
+  gradients do not underflow. Parameters, optimiser state and checkpoints stay float32. Evaluation and attacks
+  run in float32.
+- ``channels_last``: the model's weights and every training batch in NHWC memory format (faster convolutions
+  with cuDNN and oneDNN).
+- ``compile``: ``torch.compile`` each named stage of the model in place, so ``model(x)``, ``features`` and
+  ``forward_features`` all run compiled code (the first steps pay the compilation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def prepare_model(model: nn.Module, train) -> nn.Module:
+    """Apply ``channels_last`` and ``compile`` to a model (in place); returns it."""
+    if train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if train.compile:
+        for stage in getattr(model, "layers", {}).values():
+            stage.compile()
+    return model
+
+
+def batch(x: torch.Tensor, train) -> torch.Tensor:
+    """A training batch in the run's memory format."""
+    return x.contiguous(memory_format=torch.channels_last) if train.channels_last and x.dim() == 4 else x
+
+
+def autocast(train):
+    """The autocast context of the run's precision (a no-op for fp32)."""
+    if train.precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(train.device).type, dtype=_DTYPES[train.precision])
+
+
+def scaler(train) -> torch.amp.GradScaler | None:
+    """A loss scaler for fp16 (None otherwise)."""
+    return torch.amp.GradScaler(torch.device(train.device).type) if train.precision == "fp16" else None
