@@ -221,3 +221,16 @@ def test_condition_level_on_known_rows():
     assert out["n_conditions"] == 4 and out["n_runs"] == 8
     assert out["pearson"]["r"] == pytest.approx(np.corrcoef([0.1, 0.2, 0.3, 0.4], [0.0, 0.02, 0.03, 0.05])[0, 1])
     assert out["mixed_model"]["n_groups"] == 4
+
+
+def test_calibrated_simulation_trained_networks_sit_under_the_ceiling(experiment):
+    """On sim_eeg's THINGS-EEG2 preset, trained networks predict in the calibrated range, well under the
+    noise ceiling, and the recovered peak latency is within 20 ms of the simulated one."""
+    out = run_study(experiment, {"name": "sim_eeg", "options": {"n_stimuli": 400, "preset": "things_eeg2"}},
+                    layers=["conv3"], n_boot=100, progress=False)
+    raw = [r["window_predictivity"]["raw"] for r in out["runs"]]
+    normalized = [r["window_predictivity"]["ceiling_normalized"] for r in out["runs"]]
+    assert all(0.03 <= v <= 0.25 for v in raw), raw
+    assert all(0.15 <= v <= 0.9 for v in normalized), normalized
+    assert abs(out["time_course"]["peak_ms"] - 100.0) <= 20
+    assert out["time_course"]["null"]["mean"] < out["time_course"]["value"] - 0.1
