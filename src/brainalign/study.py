@@ -368,8 +368,15 @@ def learning_floor(baseline_clean: Sequence[float], num_classes: int | None) -> 
             "rule": "clean accuracy below the larger of " + " and ".join(rule) if rule else "no floor (unknown)"}
 
 
+EXCLUSION_REASONS = ("did not learn", "failed self-checks", "weight 0 (baseline replicate)")
+
+
 def exclusion(run: Run, floor: float | None) -> str | None:
-    """Why a run leaves the population: it did not learn, or failed a robustness self-check; None to keep it."""
+    """Why a run leaves the population: it did not learn, failed a robustness self-check, or is regularized
+    with weight 0 only (a replicate of the baseline, as a sweep's weight-0 arms are); None to keep it."""
+    regs = run.regularizers
+    if regs and all(float(r.get("weight", 1.0) or 0.0) == 0.0 for r in regs):
+        return "weight 0 (baseline replicate)"
     clean = run.result.get("clean_accuracy")
     if floor is not None and (clean is None or float(clean) < floor):
         return "did not learn"
@@ -559,6 +566,9 @@ def run_study(experiment_dir: str | Path, recording, layers: Sequence[str] | Non
 
     # the population: regularized runs and their controls (and other non-baseline, non-defence arms), minus
     # runs that did not learn or failed self-checks; defences stay apart as labelled points
+    for row in run_rows:
+        if row["role"] == "baseline":
+            row["excluded"] = None  # the baseline is the reference, not a population member
     population = [r for r in run_rows if r["role"] in POPULATION_ROLES and r["excluded"] is None]
     excluded = [r for r in run_rows if r["excluded"] is not None]
     defences = [r for r in run_rows if r["role"] == "defence"]
@@ -567,8 +577,7 @@ def run_study(experiment_dir: str | Path, recording, layers: Sequence[str] | Non
         "n_runs": len(population), "n_excluded": len(excluded),
         "excluded": [{"run": r["run"], "reason": r["excluded"], "clean_accuracy": r["clean_accuracy"]}
                      for r in excluded],
-        "n_excluded_by_reason": {k: sum(r["excluded"] == k for r in excluded)
-                                 for k in ("did not learn", "failed self-checks")},
+        "n_excluded_by_reason": {k: sum(r["excluded"] == k for r in excluded) for k in EXCLUSION_REASONS},
         "learning_floor": floor,
         "defences": [{"run": r["run"], "name": r["name"], "predictivity": r["predictivity"], "gain": r["gain"],
                       "clean_accuracy": r["clean_accuracy"], "excluded": r["excluded"]} for r in defences],
@@ -720,7 +729,8 @@ def study_findings(study: dict[str, Any]) -> list[str]:
              f"({pop['n_excluded_by_reason']['did not learn']} did not learn: "
              f"{pop['learning_floor']['rule']}"
              + (f" = {pop['learning_floor']['floor']:.3f}" if pop['learning_floor']['floor'] is not None else "")
-             + f"; {pop['n_excluded_by_reason']['failed self-checks']} failed self-checks); "
+             + f"; {pop['n_excluded_by_reason']['failed self-checks']} failed self-checks; "
+             f"{pop['n_excluded_by_reason']['weight 0 (baseline replicate)']} weight-0 baseline replicates); "
              f"{len(pop['defences'])} defence runs ({', '.join(sorted(defs)) or 'none'}) shown apart, not pooled."]
     window = s["time_window_ms"]
     wtxt = "every bin" if window is None else f"{window[0]:g}-{window[1]:g} ms"

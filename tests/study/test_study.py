@@ -20,6 +20,7 @@ from brainalign.study import (
     ALIGNMENT,
     STUDY,
     condition_level,
+    exclusion,
     format_study,
     headline_gains,
     predictivity_grid,
@@ -183,7 +184,8 @@ def test_population_excludes_and_counts_and_keeps_defences_apart(experiment, tmp
     edit("wide__seed1", defences=[{"name": "gaussian_noise", "params": {}}])
     out = run_study(copy, sim(), layers=["conv3"], n_boot=100, progress=False)
     pop = out["population"]
-    assert pop["n_excluded_by_reason"] == {"did not learn": 1, "failed self-checks": 1}
+    assert pop["n_excluded_by_reason"] == {"did not learn": 1, "failed self-checks": 1,
+                                           "weight 0 (baseline replicate)": 0}
     assert {e["run"] for e in pop["excluded"]} == {"narrow__seed0", "mid__seed0"}
     assert pop["learning_floor"]["floor"] == pytest.approx(max(0.2, 0.5 * np.mean(
         [r["clean_accuracy"] for r in out["runs"] if r["role"] == "baseline"])))
@@ -234,3 +236,14 @@ def test_calibrated_simulation_trained_networks_sit_under_the_ceiling(experiment
     assert all(0.15 <= v <= 0.9 for v in normalized), normalized
     assert abs(out["time_course"]["peak_ms"] - 100.0) <= 20
     assert out["time_course"]["null"]["mean"] < out["time_course"]["value"] - 0.1
+
+
+def test_exclusion_rules(tmp_path):
+    syn.write_run(tmp_path, "w0", 0, {}, regularizers=[{"name": "neural_prediction", "weight": 0.0}])
+    syn.write_run(tmp_path, "w1", 0, {}, regularizers=[{"name": "neural_prediction", "weight": 1.0}])
+    syn.write_run(tmp_path, "bad", 0, {}, reliable=False)
+    runs = {r.name: r for r in load_runs(tmp_path)}
+    assert exclusion(runs["w0"], None) == "weight 0 (baseline replicate)"
+    assert exclusion(runs["w1"], None) is None and exclusion(runs["w1"], 0.99) is None  # clean 1.0
+    assert exclusion(runs["w1"], 1.01) == "did not learn"
+    assert exclusion(runs["bad"], 0.5) == "failed self-checks"
