@@ -399,12 +399,19 @@ def headline_gains(runs: Sequence[Run], baselines: Sequence[Run]) -> dict[Path, 
     return {r.path: acc[r.path] - base.get(r.seed, mean_base) for r in runs}
 
 
-def _pearson(a: np.ndarray) -> float:
-    return float(pearson_rows(a[:, 0], a[:, 1])) if a.shape[0] >= 3 else _NAN
+def _pearson(a: np.ndarray) -> np.ndarray:
+    """(..., G, [x, y]) -> Pearson r of x and y over the G groups; NaN with fewer than 3 groups."""
+    r = pearson_rows(a[..., 0], a[..., 1])
+    return r if a.shape[-2] >= 3 else np.full(r.shape, np.nan)
 
 
-def _partial(a: np.ndarray) -> float:
-    return partial_correlation(a[:, 0], a[:, 1], a[:, 2])["r"]
+def _partial(a: np.ndarray) -> np.ndarray:
+    """(..., G, [x, y, z]) -> partial r of x and y given z over the G groups (the closed form for one
+    covariate, equal to ``partial_correlation``); NaN with 4 groups or fewer."""
+    rxy, rxz, ryz = (pearson_rows(a[..., i], a[..., j]) for i, j in ((0, 1), (0, 2), (1, 2)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (rxy - rxz * ryz) / np.sqrt((1 - rxz ** 2) * (1 - ryz ** 2))
+    return r if a.shape[-2] > 4 else np.full(r.shape, np.nan)
 
 
 def condition_level(rows: Sequence[dict[str, Any]], *, n_boot: int, level: float, seed: int) -> dict[str, Any]:

@@ -225,8 +225,8 @@ def _nested(n_groups: int, n_members: int, slope: float, seed_sd: float, seed: i
     return groups
 
 
-def _r_columns(a: np.ndarray) -> float:
-    return float(pearson_rows(a[:, 0], a[:, 1]))
+def _r_columns(a: np.ndarray) -> np.ndarray:
+    return pearson_rows(a[..., 0], a[..., 1])
 
 
 def test_hierarchical_bootstrap_estimate_and_width():
@@ -242,6 +242,22 @@ def test_hierarchical_bootstrap_estimate_and_width():
     single = hierarchical_bootstrap([g[:1] for g in groups], _r_columns, n_boot=300, seed=1)
     assert single["n_valid"] > 250 and single["low"] <= single["estimate"] <= single["high"]
     assert math.isnan(hierarchical_bootstrap(groups[:2], _r_columns)["low"])
+
+
+def test_hierarchical_bootstrap_draws_as_described():
+    """The interval equals a plain loop: draw groups, then members of every drawn slot afresh."""
+    groups = [g[:n] for g, n in zip(_nested(5, 4, 0.7, 0.2, seed=9), [2, 3, 4, 3, 2], strict=True)]
+    out = hierarchical_bootstrap(groups, _r_columns, n_boot=400, seed=4)
+    rng = np.random.default_rng(4)
+    drawn = rng.integers(0, 5, (400, 5))
+    means = np.full((400, 5, 2), np.nan)
+    for g in range(5):  # unequal seeds per group; each slot a group fills gets its own member draw
+        slots = np.argwhere(drawn == g)
+        idx = rng.integers(0, len(groups[g]), (len(slots), len(groups[g])))
+        for (b, j), row in zip(slots, idx, strict=True):
+            means[b, j] = groups[g][row].mean(0)
+    boots = _r_columns(means)
+    assert (out["low"], out["high"]) == pytest.approx(tuple(np.quantile(boots[np.isfinite(boots)], [0.025, 0.975])))
 
 
 def test_mixed_model_matches_statsmodels_and_needs_groups():

@@ -269,38 +269,44 @@ def correlation(x, y, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0)
     return out
 
 
-def hierarchical_bootstrap(groups: Sequence[np.ndarray], statistic: Callable[[np.ndarray], float], *,
+def hierarchical_bootstrap(groups: Sequence[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray], *,
                            n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
     """Percentile interval of a statistic of group means under a two-level bootstrap.
 
-    Each draw resamples the groups (conditions) with replacement, then the members (seeds) of each drawn
-    group with replacement, and applies ``statistic`` to the (drawn groups, columns) array of the drawn
-    groups' member means. This carries both sources of variation (between conditions, and seed noise
-    within them) into the interval; scipy and statsmodels have no nested bootstrap (Saravanan et al. 2020,
-    "Application of the hierarchical bootstrap to multi-level data in neuroscience").
+    Each draw resamples the groups (conditions) with replacement, then, independently for every drawn
+    group, its members (seeds) with replacement, and applies ``statistic`` to the drawn groups' member
+    means. This carries both sources of variation (between conditions, and seed noise within them) into
+    the interval; scipy and statsmodels have no nested bootstrap (Saravanan et al. 2020, "Application of
+    the hierarchical bootstrap to multi-level data in neuroscience").
 
     Args:
         groups: one (members, columns) array per group, e.g. (seeds, [predictivity, gain]).
-        statistic: (G, columns) -> float, e.g. the Pearson r of column 0 with column 1 over groups.
+        statistic: vectorized over leading axes: (..., G, columns) -> (...), e.g. the Pearson r of column 0
+            with column 1 over the G groups.
     Returns:
         {"estimate" (statistic of the observed group means), "low", "high", "n_groups", "n_boot",
         "n_valid" (draws where the statistic was finite)}.
     """
     arrays = [np.atleast_2d(np.asarray(g, dtype=float)) for g in groups]
     arrays = [g for g in arrays if g.shape[0] > 0]
-    means = np.stack([g.mean(0) for g in arrays]) if arrays else np.empty((0, 0))
-    estimate = float(statistic(means)) if len(arrays) else _NAN
-    out = {"estimate": estimate, "low": _NAN, "high": _NAN, "n_groups": len(arrays), "n_boot": int(n_boot),
-           "n_valid": 0}
-    if len(arrays) < 3:
+    n_groups = len(arrays)
+    out = {"estimate": _NAN, "low": _NAN, "high": _NAN, "n_groups": n_groups, "n_boot": int(n_boot), "n_valid": 0}
+    if not arrays:
+        return out
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["estimate"] = float(np.asarray(statistic(np.stack([g.mean(0) for g in arrays])[None]))[0])
+    if n_groups < 3:
         return out
     rng = np.random.default_rng(seed)
-    boots = np.full(n_boot, np.nan)
+    drawn = rng.integers(0, n_groups, (n_boot, n_groups))  # which group fills each slot of each draw
+    means = np.empty((n_boot, n_groups, arrays[0].shape[1]))  # (draws, slots, columns)
+    for g, members in enumerate(arrays):
+        slots = drawn == g
+        k = int(slots.sum())
+        if k:  # every slot holding group g resamples its members afresh
+            means[slots] = members[rng.integers(0, members.shape[0], (k, members.shape[0]))].mean(1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        for b in range(n_boot):
-            drawn = rng.integers(0, len(arrays), len(arrays))
-            rows = [arrays[g][rng.integers(0, arrays[g].shape[0], arrays[g].shape[0])].mean(0) for g in drawn]
-            boots[b] = statistic(np.stack(rows))
+        boots = np.asarray(statistic(means), dtype=float).reshape(n_boot)
     finite = boots[np.isfinite(boots)]
     out["n_valid"] = int(finite.size)
     if finite.size >= max(10, n_boot // 2):
