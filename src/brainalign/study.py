@@ -59,6 +59,9 @@ SCHEMA_VERSION = 2
 DEFAULT_WINDOW_MS = (70.0, 170.0)
 CEILING_PEAK_HALF_WIDTH_MS = 50.0
 DEFAULT_CEILING = "spearman_brown"
+# ceiling methods that return a reliability or a share of variance (their square root bounds r); the
+# others ("splithalf", "oracle") are correlations already
+CEILING_AS_RELIABILITY = ("spearman_brown", "ncsnr", "fev")
 # A run "did not learn" when its clean accuracy is below half the baseline's mean clean accuracy, or below
 # chance + LEARN_MARGIN; such runs, and runs that failed a robustness self-check, leave the population.
 LEARN_FRACTION_OF_BASELINE = 0.5
@@ -512,6 +515,10 @@ def run_study(experiment_dir: str | Path, recording, layers: Sequence[str] | Non
             ceiling = None
         else:
             ceiling_grid = np.asarray(rec.noise_ceiling(ceiling), dtype=float)  # (neuroid, time)
+            if ceiling in CEILING_AS_RELIABILITY:
+                # a reliability (share of variance) bounds r at its square root: the r a noise-free model
+                # reaches against the trial-averaged responses
+                ceiling_grid = np.sqrt(np.clip(ceiling_grid, 0.0, None))
     ceiling_per_time = nanmean(ceiling_grid, axis=0) if ceiling_grid is not None else None
     window, window_why = choose_window(time_ms, time_window_ms, window_rule, ceiling_per_time)
     mask = _time_mask(time_ms, window)
@@ -692,7 +699,9 @@ def run_study(experiment_dir: str | Path, recording, layers: Sequence[str] | Non
                              if window_ceiling else "window Pearson r, cross-validated ridge (no ceiling)"),
         },
         "ceiling": {"method": ceiling, "window_mean": window_ceiling, "per_time": time_course["ceiling"],
-                    "convention": "predictivity / ceiling, Brain-Score's (split-half r, Spearman-Brown corrected)"}
+                    "convention": ("r / sqrt(reliability): the split-half reliability, Spearman-Brown corrected to "
+                                   "all repetitions, bounds r at its square root" if ceiling in CEILING_AS_RELIABILITY
+                                   else "r / ceiling (the method's correlation bound)")}
         if ceiling else None,
         "population": pop_info,
         "condition_level": cond_level,
