@@ -247,3 +247,29 @@ def test_exclusion_rules(tmp_path):
     assert exclusion(runs["w1"], None) is None and exclusion(runs["w1"], 0.99) is None  # clean 1.0
     assert exclusion(runs["w1"], 1.01) == "did not learn"
     assert exclusion(runs["bad"], 0.5) == "failed self-checks"
+
+
+def test_cli_refuses_pre_stimulus_window_and_unknown_ceiling(experiment, capsys):
+    from brainalign.cli import main
+
+    study_file = experiment / STUDY
+    before = study_file.stat().st_mtime_ns if study_file.exists() else None
+    base = ["study", str(experiment), "--recording", "sim_eeg", "--option", "n_stimuli=400",
+            "--option", f"times_ms={TIMES}", "--layer", "conv3"]
+    for extra, match in ((["--time-window", "-50", "100"], "post-stimulus"), (["--ceiling", "nope"], "spearman_brown")):
+        code = main(base + extra)
+        _, err = capsys.readouterr()
+        assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
+    assert (study_file.stat().st_mtime_ns if study_file.exists() else None) == before
+
+
+def test_report_states_the_findings(experiment):
+    from brainalign.reports import write_report
+
+    out = run_study(experiment, sim(), layers=["conv3"], n_boot=100, progress=False)
+    write_report(experiment)
+    md = (experiment / "report.md").read_text()
+    html = (experiment / "report.html").read_text()
+    for line in out["findings"]:
+        assert line in md
+    assert "Condition level (headline)" in html and "Per run (secondary)" in html
