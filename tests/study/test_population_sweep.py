@@ -15,7 +15,7 @@ def test_population_sweep_has_60_models_and_the_headline_attacks():
     sweep = load_sweep(SWEEP)
     assert len(sweep.trials) >= 60
     names = {t.config.name for t in sweep.trials}
-    assert "w0-p1-fixed" in names  # the baseline the docs pass to `brainalign study --baseline`
+    assert "w0-stdtrue-fixed" in names  # the baseline the docs pass to `brainalign study --baseline`
     regularized = [t for t in sweep.trials if t.config.regularizers[0].weight > 0]
     assert len(regularized) >= 48 and len({t.config.name for t in regularized}) >= 16
     eps = threat_model("digits").eps
