@@ -228,8 +228,9 @@ def study(
     attack: Annotated[str | None, typer.Option(help="attack key of the correlations (default: PGD-Linf)")] = None,
     folds: Annotated[int, typer.Option(min=2, help="cross-validation folds of the predictivity")] = 5,
     time_window: Annotated[tuple[float, float] | None, typer.Option(
-        help="START END in ms: time bins averaged into a run's predictivity (default: all)")] = None,
-    ceiling: Annotated[str | None, typer.Option(help="divide r by this noise ceiling (e.g. splithalf)")] = None,
+        help="START END in ms, post-stimulus: time bins averaged into a run's predictivity (default: 70-170)")] = None,
+    ceiling: Annotated[str, typer.Option(help="noise ceiling the window predictivity is divided by "
+                                              "(spearman_brown, splithalf, ...; none: raw r)")] = "spearman_brown",
 ) -> None:
     """Relate every run's neural predictivity to its robustness gain; writes study.json."""
     from brainalign.config import parse_options

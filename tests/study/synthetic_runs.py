@@ -14,7 +14,8 @@ import torch
 from brainalign.io import save_checkpoint, write_json, write_yaml
 
 ATTACK_META = {"pgd_linf": ("whitebox", "Linf"), "autoattack_linf": ("whitebox", "Linf"),
-               "pgd_l2": ("whitebox", "L2"), "fgsm": ("whitebox", "Linf")}
+               "pgd_l2": ("whitebox", "L2"), "fgsm": ("whitebox", "Linf"),
+               "apgd_ce_linf": ("whitebox", "Linf"), "apgd_t_linf": ("whitebox", "Linf")}
 
 
 def write_run(root: Path, name: str, seed: int, curves: dict[str, dict[float, int]], *, n: int = 200,

@@ -10,8 +10,9 @@ from brainalign.train import train
 
 EXPERIMENT = "tiny"
 ATTACK = "pgd_linf[steps=3]"
-# condition -> (model width, seeds): a baseline and two other arms, so that gains and predictivity vary
-CONDITIONS = {"baseline": (8, (0, 1)), "wide": (12, (0, 1)), "narrow": (4, (0,))}
+# condition -> (model width, seeds): a baseline and three other arms (so that the condition-level estimate is
+# defined), so that gains and predictivity vary
+CONDITIONS = {"baseline": (8, (0, 1)), "wide": (12, (0, 1)), "narrow": (4, (0,)), "mid": (6, (0,))}
 
 
 def tiny_experiment(base: Path) -> Path:

@@ -1,23 +1,31 @@
-"""Small, pure statistics helpers: confidence intervals, paired tests, corrections, effect sizes.
+"""Statistics over runs, from the kept libraries: scipy.stats and statsmodels do the work; this module only
+adapts them to plain arrays in, plain dicts of floats out (NaN where undefined, null in JSON).
 
-Everything here takes plain arrays and returns plain dicts of floats (NaN where undefined, written as
-null in JSON), so that study.json and report.json can hold the results as they are.
+From the libraries:
 
-- ``mean_ci``: mean and Student-t interval over independent values (seeds).
-- ``mcnemar``: exact McNemar test (and its mid-p variant) on paired per-example outcomes.
-- ``paired_bootstrap``: difference of two accuracies on the same examples, with a percentile interval
-  from resampling the examples (jointly for both arms).
-- ``holm``, ``benjamini_hochberg``, ``adjust_pvalues``: multiple-comparison corrections.
-- ``cohens_h``: effect size of a difference between two proportions.
-- ``correlation``: Pearson and Spearman r, R^2, with percentile bootstrap intervals over the pairs.
-- ``high_eps_gain``: the gain over the "high-epsilon" range of a strength grid (Guo et al. 2024).
+- ``mean_ci``: mean and Student-t interval (``scipy.stats.t.interval``) over independent values (seeds).
+- ``mcnemar``: exact McNemar test (``statsmodels.stats.contingency_tables.mcnemar(exact=True)``); the mid-p
+  variant, which statsmodels lacks, is its exact p minus the binomial point probability.
+- ``paired_bootstrap``: difference of two accuracies on the same examples, BCa interval over the examples
+  (``scipy.stats.bootstrap``).
+- ``holm``, ``benjamini_hochberg``, ``adjust_pvalues``: ``statsmodels.stats.multitest.multipletests``.
+- ``correlation``: Pearson r with its Fisher-z interval (``scipy.stats.pearsonr(...).confidence_interval``),
+  Spearman rho with a BCa bootstrap interval over pairs, R^2.
+- ``mixed_model``: ``statsmodels`` MixedLM, y ~ x with a random intercept per group (condition).
+
+By hand, because neither library has them:
+
+- ``hierarchical_bootstrap``: resample groups (conditions), then members (seeds) within each resampled group.
+- ``partial_correlation``: Pearson r of the residuals of x and y after least squares on the covariates, with
+  the t-test on n - 2 - k degrees of freedom (tested against the closed form and statsmodels OLS).
+- ``cohens_h``, ``high_eps_gain``: one-line formulas.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -35,12 +43,14 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
     x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
     n = len(x)
     if n == 0:
-        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
+        return {"mean": _NAN, "low": _NAN, "high": _NAN, "n": 0}
     mean = float(x.mean())
     if n < 2:
-        return {"mean": mean, "low": float("nan"), "high": float("nan"), "n": 1}
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / np.sqrt(n))
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+        return {"mean": mean, "low": _NAN, "high": _NAN, "n": 1}
+    if np.ptp(x) == 0:
+        return {"mean": mean, "low": mean, "high": mean, "n": n}
+    low, high = stats.t.interval(level, n - 1, loc=mean, scale=stats.sem(x))
+    return {"mean": mean, "low": float(low), "high": float(high), "n": n}
 
 
 def nanmean(values, axis=None):
@@ -62,25 +72,24 @@ def _paired_flags(base, other) -> tuple[np.ndarray, np.ndarray]:
 
 def mcnemar_p(n_base_only: int, n_other_only: int) -> tuple[float, float]:
     """Exact and mid-p two-sided McNemar p-values from the two discordant counts (see ``mcnemar``)."""
+    from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
+
     n_disc = n_base_only + n_other_only
     if n_disc == 0:
         return 1.0, 1.0
-    k = min(n_base_only, n_other_only)
-    p_exact = min(1.0, 2.0 * float(stats.binom.cdf(k, n_disc, 0.5)))
-    p_mid = 1.0 if n_base_only == n_other_only else p_exact - float(stats.binom.pmf(k, n_disc, 0.5))
-    return p_exact, p_mid
+    p_exact = min(1.0, float(sm_mcnemar([[0, n_base_only], [n_other_only, 0]], exact=True).pvalue))
+    if n_base_only == n_other_only:
+        return p_exact, 1.0
+    return p_exact, p_exact - float(stats.binom.pmf(min(n_base_only, n_other_only), n_disc, 0.5))
 
 
 def mcnemar(base, other) -> dict[str, float]:
     """Exact McNemar test of paired binary outcomes (1 = correct) of two models on the same examples.
 
     Only discordant pairs carry information: b = base right and other wrong, c = other right and base
-    wrong. Under H0 (both models equally accurate) c ~ Binomial(b + c, 1/2), so with k = min(b, c)
-
-        p_exact = min(1, 2 P(X <= k)),      p_midp = p_exact - P(X = k)   (when b != c; 1 when b == c)
-
-    The mid-p version (Fagerland, Lydersen & Laake 2013, BMC Med Res Methodol 13:91) is less
-    conservative and keeps the nominal level closely in their simulations.
+    wrong. Under H0 c ~ Binomial(b + c, 1/2); ``p_exact`` is statsmodels' exact McNemar p-value,
+    ``p_midp = p_exact - P(X = min(b, c))`` (1 when b == c), the mid-p version of Fagerland, Lydersen &
+    Laake (2013, BMC Med Res Methodol 13:91), less conservative and close to the nominal level.
 
     Args:
         base, other: (n,) boolean or 0/1 outcomes per example, in the same example order.
@@ -110,17 +119,27 @@ def pooled_mcnemar(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, 
             "p_midp": p_mid}
 
 
-def paired_bootstrap(base, other, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
-    """Difference of mean outcomes (other - base) on the same examples, with a paired bootstrap interval.
+def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable, *, n_boot: int, level: float, seed: int,
+               paired: bool = False):
+    """scipy.stats.bootstrap with BCa; (low, high, bootstrap distribution), NaN bounds when degenerate."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate (constant) resamples: NaN bounds, handled by the caller
+        res = stats.bootstrap(data, statistic, n_resamples=n_boot, confidence_level=level, method="BCa",
+                              paired=paired, vectorized=True, rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high), res.bootstrap_distribution
 
-    Examples are resampled with replacement, the same draw for both arms, so the interval reflects which
-    test examples happened to be drawn and nothing else (not the training seed). ``base`` and ``other``
-    may be (n,) or (k, n): k paired repetitions (e.g. seeds) over the same n examples, resampled jointly
-    by example; the statistic is then the mean over all k x n differences.
+
+def paired_bootstrap(base, other, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Difference of mean outcomes (other - base) on the same examples, with a BCa bootstrap interval.
+
+    Examples are resampled with replacement (``scipy.stats.bootstrap`` on the per-example differences, so
+    both arms get the same draw); the interval reflects which test examples were drawn, not the training
+    seed. ``base`` and ``other`` may be (n,) or (k, n): k paired repetitions (e.g. seeds) over the same n
+    examples, resampled jointly by example; the statistic is the mean over all k x n differences.
 
     Returns:
-        diff, low, high (percentile interval), n (examples), n_boot, p_boot (two-sided bootstrap p-value
-        for diff = 0: twice the smaller share of resampled differences on either side of 0, capped at 1).
+        diff, low, high (BCa interval), n (examples), n_boot, p_boot (two-sided bootstrap p-value for
+        diff = 0: twice the smaller share of resampled differences on either side of 0, capped at 1).
     """
     a = np.asarray(base, dtype=float)
     b = np.asarray(other, dtype=float)
@@ -131,59 +150,42 @@ def paired_bootstrap(base, other, *, n_boot: int = 2000, level: float = 0.95, se
     if n_boot < 1:
         raise ConfigError(f"n_boot must be >= 1, got {n_boot}")
     d = (b - a).reshape(-1, a.shape[-1]).mean(0)  # (n,) per-example difference, averaged over repetitions
-    n = d.size
-    rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    chunk = max(1, 2_000_000 // n)
-    for start in range(0, n_boot, chunk):
-        m = min(chunk, n_boot - start)
-        boots[start:start + m] = d[rng.integers(0, n, size=(m, n))].mean(1)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(boots, [alpha, 1 - alpha])
+    diff = float(d.mean())
+    if np.ptp(d) == 0:  # every resample gives the same difference
+        return {"diff": diff, "low": diff, "high": diff, "n": int(d.size), "n_boot": int(n_boot),
+                "p_boot": 1.0 if diff == 0 else 0.0}
+    low, high, boots = _bootstrap((d,), lambda x, axis=-1: x.mean(axis=axis), n_boot=n_boot, level=level,
+                                  seed=seed)
     p = min(1.0, 2 * min(float((boots <= 0).mean()), float((boots >= 0).mean())))
-    return {"diff": float(d.mean()), "low": float(low), "high": float(high), "n": int(n), "n_boot": int(n_boot),
-            "p_boot": p}
+    return {"diff": diff, "low": low, "high": high, "n": int(d.size), "n_boot": int(n_boot), "p_boot": p}
 
 
-def _finite_order(p) -> tuple[np.ndarray, np.ndarray]:
-    p = np.asarray(p, dtype=float).reshape(-1)
+_MULTITEST = {"holm": "holm", "bh": "fdr_bh"}
+
+
+def _adjust(pvalues, method: str) -> np.ndarray:
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(pvalues, dtype=float).reshape(-1)
     if np.any((p < 0) | (p > 1)):
         raise DataError(f"p-values must lie in [0, 1]; got {p[(p < 0) | (p > 1)][:3].tolist()}")
-    idx = np.flatnonzero(np.isfinite(p))
-    return p, idx[np.argsort(p[idx], kind="stable")]
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)  # NaN entries stay NaN and do not count in the family
+    if ok.any():
+        out[ok] = multipletests(p[ok], method=method)[1]
+    return out
 
 
 def holm(pvalues) -> np.ndarray:
-    """Holm (1979) step-down adjusted p-values; NaN entries stay NaN and do not count in the family.
-
-    With the m finite p-values sorted, p_(1) <= ... <= p_(m):
-    adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)). Controls the family-wise error rate.
-    """
-    p, order = _finite_order(pvalues)
-    out = np.full(p.shape, np.nan)
-    m = order.size
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out
+    """Holm (1979) step-down adjusted p-values (statsmodels ``multipletests``, "holm"); controls the
+    family-wise error rate. NaN entries stay NaN and do not count in the family."""
+    return _adjust(pvalues, "holm")
 
 
 def benjamini_hochberg(pvalues) -> np.ndarray:
-    """Benjamini-Hochberg (1995) adjusted p-values (q-values); NaN entries stay NaN.
-
-    adj_(i) = min_{j >= i} min(1, m p_(j) / j). Controls the false discovery rate for independent or
-    positively dependent tests.
-    """
-    p, order = _finite_order(pvalues)
-    out = np.full(p.shape, np.nan)
-    m = order.size
-    running = 1.0
-    for rank in range(m - 1, -1, -1):
-        i = order[rank]
-        running = min(running, m * p[i] / (rank + 1))
-        out[i] = min(1.0, running)
-    return out
+    """Benjamini-Hochberg (1995) adjusted p-values (statsmodels ``multipletests``, "fdr_bh"); controls the
+    false discovery rate for independent or positively dependent tests. NaN entries stay NaN."""
+    return _adjust(pvalues, "fdr_bh")
 
 
 CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg, "none": lambda p: np.asarray(p, dtype=float).copy()}
@@ -203,35 +205,33 @@ def cohens_h(p_other: float, p_base: float) -> float:
     return 2 * math.asin(math.sqrt(p_other)) - 2 * math.asin(math.sqrt(p_base))
 
 
-def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson r per row of (B, n) arrays; NaN where either row is constant."""
+def pearson_rows(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Pearson r along ``axis`` of two broadcastable arrays; NaN where either side is constant."""
+    x = np.moveaxis(np.asarray(x, dtype=float), axis, -1)
+    y = np.moveaxis(np.asarray(y, dtype=float), axis, -1)
     xc = x - x.mean(-1, keepdims=True)
     yc = y - y.mean(-1, keepdims=True)
     den = np.sqrt((xc * xc).sum(-1) * (yc * yc).sum(-1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (xc * yc).sum(-1) / np.where(den > 0, den, 1), np.nan)
+        return np.where(den > 1e-300, (xc * yc).sum(-1) / np.where(den > 1e-300, den, 1), np.nan)
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    return stats.rankdata(x, axis=-1)
-
-
-def _interval(boots: np.ndarray, level: float) -> tuple[float, float]:
-    boots = boots[np.isfinite(boots)]
-    if boots.size < 10:
+def _r2_interval(low: float, high: float) -> tuple[float, float]:
+    """The interval of r^2 implied by an interval [low, high] of r (r -> r^2 is monotone on each side of 0)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
         return _NAN, _NAN
-    alpha = (1 - level) / 2
-    low, high = np.quantile(boots, [alpha, 1 - alpha])
-    return float(low), float(high)
+    if low <= 0 <= high:
+        return 0.0, max(low * low, high * high)
+    return min(low * low, high * high), max(low * low, high * high)
 
 
 def correlation(x, y, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
-    """Pearson and Spearman correlation of paired values, R^2, and percentile bootstrap intervals.
+    """Pearson and Spearman correlation of paired values, R^2, and their intervals.
 
-    Pairs with a non-finite value are dropped (``n`` counts the rest). Intervals come from resampling
-    the pairs with replacement (``n_boot`` draws; draws in which either side is constant are skipped).
-    R^2 is Pearson r squared (the variance in y explained by a line in x); its interval is the
-    percentile interval of the bootstrapped r^2, not the square of r's bounds.
+    Pairs with a non-finite value are dropped (``n`` counts the rest). Pearson's interval is
+    ``scipy.stats.pearsonr(...).confidence_interval`` (Fisher z); Spearman's is a BCa bootstrap over pairs
+    (``scipy.stats.bootstrap``, ``n_boot`` draws). R^2 = r^2, its interval the image of r's interval under
+    r -> r^2 (from 0 when r's interval holds 0).
 
     Returns:
         {"n", "pearson": {"r", "low", "high", "p"}, "spearman": {...}, "r2": {"value", "low", "high"}};
@@ -250,17 +250,141 @@ def correlation(x, y, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0)
         return out
     pr = stats.pearsonr(xa, ya)
     sr = stats.spearmanr(xa, ya)
+    if n > 3:
+        ci = pr.confidence_interval(level)
+        p_low, p_high = float(ci.low), float(ci.high)
+    else:  # Fisher z needs n > 3
+        p_low, p_high = _NAN, _NAN
+
+    def rho(a, b, axis=-1):
+        return pearson_rows(stats.rankdata(a, axis=axis), stats.rankdata(b, axis=axis), axis=axis)
+
+    s_low, s_high = (_bootstrap((xa, ya), rho, n_boot=n_boot, level=level, seed=seed, paired=True)[:2]
+                     if n > 3 else (_NAN, _NAN))
+    r = float(pr.statistic)
+    out["pearson"] = {"r": r, "low": p_low, "high": p_high, "p": float(pr.pvalue)}
+    out["spearman"] = {"r": float(sr.statistic), "low": s_low, "high": s_high, "p": float(sr.pvalue)}
+    low, high = _r2_interval(p_low, p_high)
+    out["r2"] = {"value": r * r, "low": low, "high": high}
+    return out
+
+
+def hierarchical_bootstrap(groups: Sequence[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray], *,
+                           n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Percentile interval of a statistic of group means under a two-level bootstrap.
+
+    Each draw resamples the groups (conditions) with replacement, then, independently for every drawn
+    group, its members (seeds) with replacement, and applies ``statistic`` to the drawn groups' member
+    means. This carries both sources of variation (between conditions, and seed noise within them) into
+    the interval; scipy and statsmodels have no nested bootstrap (Saravanan et al. 2020, "Application of
+    the hierarchical bootstrap to multi-level data in neuroscience").
+
+    Args:
+        groups: one (members, columns) array per group, e.g. (seeds, [predictivity, gain]).
+        statistic: vectorized over leading axes: (..., G, columns) -> (...), e.g. the Pearson r of column 0
+            with column 1 over the G groups.
+    Returns:
+        {"estimate" (statistic of the observed group means), "low", "high", "n_groups", "n_boot",
+        "n_valid" (draws where the statistic was finite)}.
+    """
+    arrays = [np.atleast_2d(np.asarray(g, dtype=float)) for g in groups]
+    arrays = [g for g in arrays if g.shape[0] > 0]
+    n_groups = len(arrays)
+    out = {"estimate": _NAN, "low": _NAN, "high": _NAN, "n_groups": n_groups, "n_boot": int(n_boot), "n_valid": 0}
+    if not arrays:
+        return out
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["estimate"] = float(np.asarray(statistic(np.stack([g.mean(0) for g in arrays])[None]))[0])
+    if n_groups < 3:
+        return out
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    bx, by = xa[idx], ya[idx]
-    boot_p = _pearson_rows(bx, by)
-    boot_s = _pearson_rows(_ranks(bx), _ranks(by))
-    out["pearson"] = {"r": float(pr.statistic), **dict(zip(("low", "high"), _interval(boot_p, level), strict=True)),
-                      "p": float(pr.pvalue)}
-    out["spearman"] = {"r": float(sr.statistic), **dict(zip(("low", "high"), _interval(boot_s, level), strict=True)),
-                       "p": float(sr.pvalue)}
-    low, high = _interval(boot_p**2, level)
-    out["r2"] = {"value": float(pr.statistic) ** 2, "low": low, "high": high}
+    drawn = rng.integers(0, n_groups, (n_boot, n_groups))  # which group fills each slot of each draw
+    means = np.empty((n_boot, n_groups, arrays[0].shape[1]))  # (draws, slots, columns)
+    for g, members in enumerate(arrays):
+        slots = drawn == g
+        k = int(slots.sum())
+        if k:  # every slot holding group g resamples its members afresh
+            means[slots] = members[rng.integers(0, members.shape[0], (k, members.shape[0]))].mean(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = np.asarray(statistic(means), dtype=float).reshape(n_boot)
+    finite = boots[np.isfinite(boots)]
+    out["n_valid"] = int(finite.size)
+    if finite.size >= max(10, n_boot // 2):
+        alpha = (1 - level) / 2
+        out["low"], out["high"] = (float(v) for v in np.quantile(finite, [alpha, 1 - alpha]))
+    return out
+
+
+def partial_correlation(x, y, covariates, *, level: float = 0.95) -> dict[str, float]:
+    """Pearson correlation of x and y controlling for covariates (e.g. clean accuracy).
+
+    r = Pearson r of the residuals of x and y after ordinary least squares on [1, covariates]; its p-value
+    is the t-test with n - 2 - k degrees of freedom and its interval the Fisher z interval with
+    n - 3 - k (k covariates). For one covariate z this equals (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)).
+
+    Returns:
+        {"r", "low", "high", "p", "n", "k"}; NaN where n <= k + 3 or a side is constant.
+    """
+    xa = np.asarray(x, dtype=float).reshape(-1)
+    ya = np.asarray(y, dtype=float).reshape(-1)
+    z = np.asarray(covariates, dtype=float).reshape(xa.size, -1)
+    keep = np.isfinite(xa) & np.isfinite(ya) & np.isfinite(z).all(1)
+    xa, ya, z = xa[keep], ya[keep], z[keep]
+    n, k = int(xa.size), int(z.shape[1])
+    out = {"r": _NAN, "low": _NAN, "high": _NAN, "p": _NAN, "n": n, "k": k}
+    if n <= k + 3:
+        return out
+    design = np.column_stack([np.ones(n), z])
+    rx = xa - design @ np.linalg.lstsq(design, xa, rcond=None)[0]
+    ry = ya - design @ np.linalg.lstsq(design, ya, rcond=None)[0]
+    r = float(pearson_rows(rx, ry))
+    if not np.isfinite(r):
+        return out
+    r = float(np.clip(r, -1.0, 1.0))
+    dof = n - 2 - k
+    t = r * math.sqrt(dof / max(1e-300, 1 - r * r))
+    zc = stats.norm.ppf(0.5 + level / 2) / math.sqrt(n - 3 - k)
+    fz = math.atanh(min(max(r, -1 + 1e-15), 1 - 1e-15))
+    out.update(r=r, p=float(2 * stats.t.sf(abs(t), dof)), low=math.tanh(fz - zc), high=math.tanh(fz + zc))
+    return out
+
+
+def mixed_model(y, x, groups) -> dict[str, object]:
+    """Linear mixed model y ~ 1 + x with a random intercept per group (statsmodels MixedLM, REML).
+
+    The slope's test then treats runs of one group (seeds of a condition) as dependent.
+
+    Returns:
+        {"computed", "slope", "low", "high", "p", "group_var", "residual_var", "n", "n_groups"} or
+        {"computed": False, "reason"} when the model cannot be fitted (fewer than 3 groups, no variation,
+        or statsmodels fails to converge).
+    """
+    import statsmodels.api as sm
+
+    ya = np.asarray(y, dtype=float).reshape(-1)
+    xa = np.asarray(x, dtype=float).reshape(-1)
+    g = np.asarray(groups).reshape(-1)
+    keep = np.isfinite(ya) & np.isfinite(xa)
+    ya, xa, g = ya[keep], xa[keep], g[keep]
+    n_groups = len(set(g.tolist()))
+    base = {"computed": False, "n": int(ya.size), "n_groups": n_groups}
+    if n_groups < 3 or ya.size < 4 or np.ptp(xa) == 0 or np.ptp(ya) == 0:
+        return {**base, "reason": f"{ya.size} runs in {n_groups} groups; at least 3 groups with varying values "
+                                  f"are needed"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit = sm.MixedLM(ya, sm.add_constant(xa, has_constant="add"), groups=g).fit(reml=True)
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            return {**base, "reason": f"statsmodels MixedLM failed: {exc}"}
+    ci = np.asarray(fit.conf_int())[1]
+    converged = bool(getattr(fit, "converged", True))
+    out = {**base, "computed": converged and bool(np.isfinite(fit.params[1])), "slope": float(fit.params[1]),
+           "low": float(ci[0]), "high": float(ci[1]), "p": float(fit.pvalues[1]),
+           "group_var": float(np.asarray(fit.cov_re).reshape(-1)[0]), "residual_var": float(fit.scale),
+           "warnings": sorted({str(w.message).split("\n")[0] for w in caught})[:3]}
+    if not out["computed"]:
+        out["reason"] = "statsmodels MixedLM did not converge"
     return out
 
 

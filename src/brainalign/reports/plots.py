@@ -119,8 +119,17 @@ def clean_robust_plane(conditions: Sequence[dict[str, Any]], style: dict[str, di
 def gain_vs_predictivity(study: dict[str, Any], style: dict[str, dict[str, str]]) -> bytes | None:
     """Robustness gain against neural predictivity, one point per run, with the least-squares line."""
     attack = study["correlation"].get("attack")
-    rows = [r for r in study["runs"] if attack and _finite(r["predictivity"])
-            and _finite((r["gains"].get(attack) or {}).get("gain"))]
+
+    def gain(r):  # the study's gain (the headline's where runs carry it; study.json schema 2), else the attack's
+        return r["gain"] if "gain" in r else (r["gains"].get(attack) or {}).get("gain")
+
+    def in_fit(r):  # baselines, defences and excluded runs are drawn hollow, outside the fit (brainalign.study)
+        if "excluded" in r:
+            return r["excluded"] is None and r["role"] != "defence" and (
+                r["role"] != "baseline" or study["settings"].get("include_baselines"))
+        return not (r["role"] == "baseline" and not study["settings"].get("include_baselines"))
+
+    rows = [r for r in study["runs"] if attack and _finite(r["predictivity"]) and _finite(gain(r))]
     if not rows:
         return None
     plt = _plt()
@@ -128,27 +137,28 @@ def gain_vs_predictivity(study: dict[str, Any], style: dict[str, dict[str, str]]
     seen = set()
     for r in rows:
         s = style.get(r["name"], {"color": "C0", "marker": "o"})
-        excluded = r["role"] == "baseline" and not study["settings"].get("include_baselines")
-        ax.scatter(r["predictivity"], r["gains"][attack]["gain"], color=s["color"], marker=s["marker"], s=40,
+        excluded = not in_fit(r)
+        ax.scatter(r["predictivity"], gain(r), color=s["color"], marker=s["marker"], s=40,
                    facecolors="none" if excluded else s["color"],
                    label=None if r["name"] in seen else r["name"] + (" (not in fit)" if excluded else ""))
         seen.add(r["name"])
     overall = study["correlation"].get("overall") or {}
     title = "gain versus predictivity"
     if study["correlation"].get("computed"):
-        fit = [r for r in rows if not (r["role"] == "baseline" and not study["settings"].get("include_baselines"))]
+        fit = [r for r in rows if in_fit(r)]
         x = np.array([r["predictivity"] for r in fit], dtype=float)
-        y = np.array([r["gains"][attack]["gain"] for r in fit], dtype=float)
+        y = np.array([gain(r) for r in fit], dtype=float)
         if np.ptp(x) > 0:
             slope, intercept = np.polyfit(x, y, 1)
             xs = np.linspace(x.min(), x.max(), 2)
             ax.plot(xs, slope * xs + intercept, color="black", lw=1)
         p, r2 = overall["pearson"], overall["r2"]
-        title += (f": r = {p['r']:.2f} [{_fmt(p['low'])}, {_fmt(p['high'])}], R$^2$ = {r2['value']:.2f}, "
+        title += (f": per run r = {p['r']:.2f} [{_fmt(p['low'])}, {_fmt(p['high'])}], R$^2$ = {r2['value']:.2f}, "
                   f"n = {overall['n']}")
     ax.axhline(0, color="#cccccc", lw=1, zorder=0)
     ax.set_xlabel(f"neural predictivity ({study['settings']['layer']})")
-    ax.set_ylabel(f"gain over baseline ({attack}, high eps)")
+    source = (study["settings"].get("gain") or {}).get("source")
+    ax.set_ylabel("headline gain over baseline" if source == "headline" else f"gain over baseline ({attack}, high eps)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -403,13 +403,14 @@ def _study_html(study: dict[str, Any], figs: dict[str, tuple[bytes | None, str]]
            f"{esc(s['predictivity'])}. Masked: {len(rec['masked_neuroids'])} all-NaN neuroids "
            f"({esc(', '.join(rec['masked_neuroids']) or 'none')}) and {rec['n_masked_targets']} "
            f"neuroid x time targets with missing or constant responses.</p>"]
+    out += [f"<p>{esc(line)}</p>" for line in study.get("findings") or []]  # brainalign.study.study_findings
     if corr.get("computed"):
         o = corr["overall"]
-        out.append(f"<p>Over {o['n']} runs (attack {esc(corr['attack'])}): Pearson r = "
+        out.append(f"<p>Per run (secondary), over {o['n']} runs (attack {esc(corr['attack'])}): Pearson r = "
                    f"{num(o['pearson']['r'], 2)} [{num(o['pearson']['low'], 2)}, {num(o['pearson']['high'], 2)}], "
                    f"Spearman rho = {num(o['spearman']['r'], 2)} [{num(o['spearman']['low'], 2)}, "
                    f"{num(o['spearman']['high'], 2)}], R<sup>2</sup> = {num(o['r2']['value'], 2)} "
-                   f"[{num(o['r2']['low'], 2)}, {num(o['r2']['high'], 2)}] (bootstrap over runs).</p>")
+                   f"[{num(o['r2']['low'], 2)}, {num(o['r2']['high'], 2)}] (runs treated as independent).</p>")
     else:
         out.append(_nc(f"correlation with gain: not computed ({corr.get('reason') or '; '.join(study['notes'])})"))
     tc = study["time_course"]
@@ -481,9 +482,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"_{reason}_", ""]
     else:
         corr, tc = study["correlation"], study["time_course"]
+        lines += [line for f in study.get("findings") or [] for line in (f, "")]  # brainalign.study.study_findings
         if corr.get("computed"):
             o = corr["overall"]
-            lines += [f"Over {o['n']} runs ({corr['attack']}, layer {study['settings']['layer']}): Pearson r = "
+            lines += [f"Per run (secondary), over {o['n']} runs ({corr['attack']}, "
+                      f"layer {study['settings']['layer']}): Pearson r = "
                       f"{num(o['pearson']['r'], 2)} [{num(o['pearson']['low'], 2)}, {num(o['pearson']['high'], 2)}], "
                       f"Spearman rho = {num(o['spearman']['r'], 2)}, R^2 = {num(o['r2']['value'], 2)} "
                       f"[{num(o['r2']['low'], 2)}, {num(o['r2']['high'], 2)}].", ""]
