@@ -50,7 +50,9 @@ TUNED_DIR = Path(__file__).resolve().parents[2] / "configs" / "tuned"
 QUICK = ("baseline", "pixel_similarity", "neural_similarity_it")
 QUICK_EPOCHS = 8  # --quick is a smoke run of the pipeline: fewer epochs than the tuned schedule
 # The study relates every run's predictivity of simulated EEG to its robustness gain (400 stimuli keep it fast).
-STUDY_RECORDING = {"name": "sim_eeg", "options": {"seed": 0, "n_stimuli": 400}}
+# The study's recording is calibrated to THINGS-EEG2's noise ceiling and predictivity ranges (preset
+# "things_eeg2", docs/neural-data.md), so its sensitivity is as hard as the real data's; 400 stimuli keep it fast.
+STUDY_RECORDING = {"name": "sim_eeg", "options": {"seed": 0, "n_stimuli": 400, "preset": "things_eeg2"}}
 
 SEEDS = 5
 QUICK_SEEDS = 3
