@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +29,9 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for errors (anywhere on the line)")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
                                           help="print the version and exit")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="warnings and results only, no progress (anywhere on "
+                                        "the line)")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="debug lines too (anywhere on the line)")] = False,
 ) -> None:
     """brainalign: train with brain-inspired regularizers, attack, measure alignment, report."""
 
@@ -58,7 +62,8 @@ def train(
     ] = False,
     nproc_per_node: Annotated[int, typer.Option("--nproc-per-node", min=1, help="processes for --distributed")] = 2,
 ) -> None:
-    """Train (or resume) one run and evaluate it."""
+    """Train (or resume) one run and evaluate it; ends with a summary (clean, headline robust, self-checks)."""
+    start = time.perf_counter()
     if distributed:
         from brainalign.distributed import launch
 
@@ -68,7 +73,9 @@ def train(
         from brainalign.train import train as train_run
 
         run_dir = train_run(load_config(config, set_ or []), evaluate=evaluate)
-    typer.echo(f"run folder: {run_dir}")
+    from brainalign.console import run_summary
+
+    typer.echo(run_summary(run_dir, time.perf_counter() - start))
 
 
 @app.command()
@@ -131,14 +138,14 @@ def evaluate(
     """Attack a trained run with a suite; results are appended to its result.json."""
     from brainalign.evaluate import evaluate_run
 
+    start = time.perf_counter()
     result = evaluate_run(run_dir, suite=suite, n_examples=n_examples)
     for key, entry in result["robustness"].items():
         accs = " ".join(f"{a:.3f}" for a in entry["accuracy"])
         typer.echo(f"{key:40s} {accs}")
-    if result.get("reliable") is False:
-        typer.echo("UNRELIABLE: " + "; ".join(result["selfchecks"]["reasons"]))
-    else:
-        typer.echo("self-checks passed")
+    from brainalign.console import run_summary
+
+    typer.echo(run_summary(run_dir, time.perf_counter() - start))
 
 
 @app.command("list")
@@ -299,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     if debug:  # a root option, accepted anywhere on the line
         argv = ["--debug"] + [a for a in argv if a != "--debug"]
+    # --quiet / --verbose: root options too, accepted anywhere on the line (they only set the log level)
+    verbosity = (1 if "--verbose" in argv else 0) - (1 if "--quiet" in argv else 0)
+    argv = [a for a in argv if a not in ("--quiet", "--verbose")]
+    from brainalign.console import configure
+
+    configure(verbosity)
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="brainalign", standalone_mode=False)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 import torch
 
+from brainalign import console
 from brainalign.analysis.runs import by_condition, load_runs
 from brainalign.analysis.summary import summarize, summary_table
 from brainalign.config import RunConfig, parse_config, read_yaml
@@ -198,7 +198,7 @@ def run_demo(out_dir: str | Path = "runs", quick: bool = False, seeds: int | Non
     try:
         for i, (name, seed, seconds) in enumerate(done, 1):
             if progress:
-                print(f"[{i}/{len(configs)}] {name} seed {seed}: {seconds:.1f} s", file=sys.stderr)
+                console.LOGGER.info("[%d/%d] %s seed %d: %.1f s", i, len(configs), name, seed, seconds)
     finally:
         if workers > 1:
             pool.shutdown(cancel_futures=True)

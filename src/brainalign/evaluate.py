@@ -8,14 +8,12 @@ comparisons across runs can be paired tests on the same test images.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
-from brainalign import results
+from brainalign import console, results
 from brainalign.attacks import check_attack, check_inputs
 from brainalign.attacks.corruptions import CORRUPTIONS
 from brainalign.config import AttackSpec
@@ -206,9 +204,8 @@ def evaluate_run(
         flags_path = run_dir / results.FLAGS
         flags = load_checkpoint(flags_path)[0] if flags_path.exists() else {}
         todo = [s for s in specs if robustness.get(s.key, {}).get("eps") != [float(e) for e in s.eps]]
-        for spec in tqdm(
-            todo, desc=f"attacks {run_dir.name}", disable=None if progress else True, file=sys.stderr, leave=False
-        ):
+        for spec in console.progress(todo, desc=f"{run_dir.name}: attacks", enabled=progress, every_s=0.0):
+            console.LOGGER.debug("%s: %s at %s", run_dir.name, spec.key, spec.eps)
             # flags before result.json: a kill between them redoes this attack (seeded: the same flags).
             robustness[spec.key] = {**run_attack(model, x, y, spec, config.seed, config.eval.batch_size, flags),
                                     "split": config.eval.split}
@@ -221,6 +218,9 @@ def evaluate_run(
                                                  seed=config.seed, batch_size=config.eval.batch_size)
             results.write_result(run_dir, result)
         if config.eval.selfchecks and (todo or "selfchecks" not in result):
+            if progress:
+                console.LOGGER.info("%s: self-checks on %d test images", run_dir.name,
+                                    min(config.eval.selfcheck_examples, len(y)))
             # Gradient masking, weak attacks, stochastic models without EOT: any failure marks the result unreliable.
             result["selfchecks"] = run_selfchecks(model, x, y, robustness, num_classes=data.num_classes,
                                                   seed=config.seed, batch_size=config.eval.batch_size,

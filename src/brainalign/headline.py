@@ -128,5 +128,7 @@ def run_headline(run_dir: str | Path) -> dict[str, Any]:
 
     run = Run(Path(run_dir), results.read_result(Path(run_dir)))
     data = str(run.result.get("data", ""))
+    steps_run = sorted({int((run.robustness[k].get("params") or {}).get("steps", 0) or 0)
+                        for k in _keys(run).values()})
     return {"robust_accuracy": headline_accuracy(run), "robust_accuracy_pgd": pgd_accuracy(run),
-            "clean_accuracy": run.result.get("clean_accuracy"), **describe(data)}
+            "clean_accuracy": run.result.get("clean_accuracy"), **describe(data), "steps_run": steps_run}

@@ -14,16 +14,14 @@ uninterrupted run, because every random draw of epoch e comes from a generator s
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from brainalign import gradient_ratios, results, run_folder
+from brainalign import console, gradient_ratios, results, run_folder
 from brainalign.config import RunConfig, check_device
 from brainalign.data import DataSplits, load_data
 from brainalign.defences import build_defence, defence_record
@@ -246,16 +244,11 @@ def _fit(trainee: Trainee, run_dir: Path, progress: bool) -> None:
     device = config.train.device
     x_all, y_all = data.train.images, data.train.labels
     bs = config.train.batch_size
-    bar = tqdm(
-        range(start, config.train.epochs),
-        desc=f"{config.name} seed {config.seed}",
-        disable=None if progress else True,
-        file=sys.stderr,
-        leave=False,
-        initial=start,
-        total=config.train.epochs,
-    )
-    for epoch in bar:
+    row: dict[str, float] = rows[-1] if rows else {}
+    epochs = console.progress(range(start, config.train.epochs), desc=f"{config.name} seed {config.seed}: training",
+                              enabled=progress, initial=start, total=config.train.epochs,
+                              postfix=lambda: (f"loss {row['loss']:.3f} val {row['val_accuracy']:.3f}" if row else ""))
+    for epoch in epochs:
         gen, lr, perm = start_epoch(trainee, epoch)
         sums: dict[str, float] = {}
         steps = 0
@@ -266,7 +259,6 @@ def _fit(trainee: Trainee, run_dir: Path, progress: bool) -> None:
                 sums[k] = sums.get(k, 0.0) + v
             steps += 1
         row = end_epoch(trainee, run_dir, rows, epoch, lr, sums, steps)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row['val_accuracy']:.3f}")
     finish_run(trainee, run_dir, rows)
 
 
@@ -299,6 +291,9 @@ def finish_run(trainee: Trainee, run_dir: Path, rows: list[dict[str, float]], ex
             "robustness": {},
         }
     )
+    from brainalign.analysis.summary import not_above_chance
+
+    result["did_not_learn"] = not_above_chance(result["clean_accuracy"], result["n_test"], data.num_classes)
     result.update(gradient_ratios.summarize(rows, [r.name for r in config.regularizers]))
     result.update(extra or {})
     run_folder.finish(run_dir, dict(model.state_dict()), config.model.name, result)

@@ -45,7 +45,12 @@ def _num_classes(run: Run) -> int | None:
 
 def did_not_learn(run: Run) -> bool:
     """Whether the run's clean accuracy is not above chance (1 / classes) by a one-sided binomial test."""
-    clean, n, classes = run.result.get("clean_accuracy"), run.result.get("n_test"), _num_classes(run)
+    return not_above_chance(run.result.get("clean_accuracy"), run.result.get("n_test"), _num_classes(run))
+
+
+def not_above_chance(clean: float | None, n: int | None, classes: int | None) -> bool:
+    """Whether a clean accuracy on ``n`` test images is not above chance (1 / classes): one-sided binomial
+    test at ``CHANCE_ALPHA``; NaN or missing counts as not above chance."""
     if clean is None or not math.isfinite(float(clean)):
         return True
     if not n or not classes:
