@@ -99,7 +99,7 @@ def build_trainee(config: RunConfig) -> Trainee:
         optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     else:
         optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
-    return Trainee(config, data, model, regs, defence, optimizer, scaler(config.train))
+    return Trainee(config, data, model, regs, defence, optimizer, scaler=scaler(config.train))
 
 
 def classification_loss(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
