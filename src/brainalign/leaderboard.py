@@ -11,8 +11,13 @@ re-attacks, and writes to ``dir/leaderboard/`` (or ``out``):
   self-check flags, brain-alignment scores, package versions and commit. Accuracies are percentages, as in
   RobustBench; ``eps`` is in native [0, 1] pixel units. The cards validate against
   ``leaderboard_schema.json`` (shipped beside this module).
-- ``leaderboard.parquet``: one row per run, one column per attack and strength (needs pyarrow).
-- ``leaderboard.html``: a self-contained table (inline script, no network) that sorts and filters.
+- ``leaderboard.parquet``: one row per model configuration (the run's config less its seed and where it
+  ran), seeds aggregated: for each accuracy the mean over seeds, its 95% Student-t interval
+  (``<column>_low``, ``<column>_high``; ``brainalign.analysis.stats.mean_ci``, empty for one seed) and
+  ``n_seeds``; numbers rounded to 2 decimals (percentages) so that no float noise shows. Key columns
+  first: name, dataset, threat model, eps, clean, headline, n seeds. Needs pyarrow.
+- ``leaderboard_runs.parquet``: the per-seed rows the table aggregates (one per run folder).
+- ``leaderboard.html``: the aggregated table, self-contained (inline script, no network), sorts and filters.
 
 ``eps`` is the threat model's stated headline eps for the data set (``brainalign.headline``), never the
 largest strength present. ``headline_acc`` is brainalign's headline robust accuracy (``headline_attack`` names
@@ -249,9 +254,83 @@ def build_leaderboard(root: str | Path, out: str | Path | None = None, *, threat
         cards.append((norm, model_card(run, norm, eps if eps is not None else _headline_eps(run, norm))))
     _write_cards(out, cards)
     rows = [_row(card) for _, card in cards]
-    _write_parquet(out / "leaderboard.parquet", rows)
-    write_text(out / "leaderboard.html", render_html(rows, title=f"brainalign leaderboard: {root}"))
+    table = aggregate([(run, row) for run, row in zip(runs, rows, strict=True)])
+    _write_parquet(out / "leaderboard_runs.parquet", rows)
+    _write_parquet(out / "leaderboard.parquet", table)
+    write_text(out / "leaderboard.html", render_html(table, title=f"brainalign leaderboard: {root}"))
     return out
+
+
+# Fields of a run's config that say where or how fast it ran, not which model it trained.
+_NOT_CONFIGURATION = ("seed", "out_dir", "train.device", "train.threads")
+# Per-seed columns that are averaged over seeds, each with its 95% interval.
+AGGREGATED = ("clean_acc", "headline_acc", "robust_acc", "autoattack_acc")
+# The columns a reader needs first, in this order.
+KEY_COLUMNS = ("name", "dataset", "threat_model", "eps", "clean_acc", "headline_acc", "n_seeds")
+DECIMALS = 2
+
+
+def configuration_key(config: dict[str, Any]) -> str:
+    """A run's model configuration: its config less the seed and where it ran, as canonical JSON."""
+    config = json.loads(json.dumps(config, default=str))
+    for dotted in _NOT_CONFIGURATION:
+        *parents, leaf = dotted.split(".")
+        section = config
+        for part in parents:
+            section = section.get(part, {}) if isinstance(section, dict) else {}
+        if isinstance(section, dict):
+            section.pop(leaf, None)
+    return json.dumps(config, sort_keys=True)
+
+
+def _round(value: Any) -> Any:
+    return None if value is None or not math.isfinite(value) else round(float(value), DECIMALS)
+
+
+def aggregate(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per model configuration from ``(run, per-seed row)`` pairs: key columns first, then each
+    accuracy's mean over seeds with its 95% interval (``mean_ci``), rounded; ``n_seeds`` counts the runs.
+
+    An accuracy missing in some seeds is averaged over those that have it (``<column>_n`` says how many);
+    ``unreliable_seeds`` counts seeds whose self-checks failed; per-attack columns are seed means.
+    """
+    from brainalign.analysis.stats import mean_ci
+
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for run, row in runs:
+        key = (str(row["threat_model"]), repr(row["eps"]), configuration_key(run["config"]))
+        groups.setdefault(key, []).append(row)
+    table = []
+    for members in groups.values():
+        members = sorted(members, key=lambda r: (r["seed"] is None, r["seed"] or 0))
+        first = members[0]
+        name = "/".join(str(p) for p in (first["experiment"], first["run"]) if p)
+        row: dict[str, Any] = {"name": name or first["model"], "dataset": first["dataset"],
+                               "threat_model": first["threat_model"], "eps": first["eps"]}
+        for column in AGGREGATED:
+            ci = mean_ci([r[column] for r in members if r[column] is not None])
+            row[column] = _round(ci["mean"])
+            row[f"{column}_low"], row[f"{column}_high"] = _round(ci["low"]), _round(ci["high"])
+            row[f"{column}_n"] = ci["n"]
+        row["n_seeds"] = len(members)
+        row = {**{c: row[c] for c in KEY_COLUMNS}, **row}
+        row.update({
+            "seeds": ", ".join(str(r["seed"]) for r in members),
+            "unreliable_seeds": sum(bool(r["unreliable"]) for r in members),
+            "headline_attack": first["headline_attack"],
+            "robust_attacks": ", ".join(sorted({str(r["robust_attack"]) for r in members if r["robust_attack"]})),
+            "regularizers": first["regularizers"], "regularizer_params": first["regularizer_params"],
+            "architecture": first["architecture"], "simulated_data": first["simulated_data"],
+            "additional_data": first["additional_data"], "n_examples": first["n_examples"],
+            "experiment": first["experiment"], "run": first["run"],
+            "models": ", ".join(r["model"] for r in members),
+        })
+        attack_columns = [c for r in members for c in r if "@" in c]
+        for column in dict.fromkeys(attack_columns):
+            values = [r[column] for r in members if r.get(column) is not None]
+            row[column] = _round(sum(values) / len(values)) if values else None
+        table.append(row)
+    return table
 
 
 def _write_cards(out: Path, cards: list[tuple[str, dict[str, Any]]]) -> None:
@@ -346,36 +425,55 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; white
 th { background: #f3f3f3; cursor: pointer; position: sticky; top: 0; }
 td.t { text-align: left; }
 tr.unreliable td { background: #fde8e8; }
+span.ci { color: #666; font-size: 0.9em; }
 input { width: 30em; padding: 0.3em; margin-bottom: 0.8em; }
 """
 
 
+def _shown(value: float) -> str:
+    return f"{value:.{DECIMALS}f}" if abs(value) >= 1 else f"{value:.4g}"
+
+
 def render_html(rows: list[dict[str, Any]], title: str = "brainalign leaderboard") -> str:
-    """A self-contained HTML table of leaderboard rows: click a header to sort, type to filter."""
+    """A self-contained HTML table of leaderboard rows: click a header to sort, type to filter.
+
+    A column ``X`` with ``X_low``/``X_high`` beside it shows as one cell, ``mean [low, high]`` (sorted by the
+    mean); rows are ordered by headline robust accuracy, then the worst-attack robust accuracy.
+    """
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
-    rows = sorted(rows, key=lambda r: (r.get("robust_acc") is None, -(r.get("robust_acc") or 0.0)))
+    folded = {f"{c}{suffix}" for c in columns if f"{c}_low" in columns for suffix in ("_low", "_high", "_n")}
+    columns = [c for c in columns if c not in folded]
+    rows = sorted(rows, key=lambda r: tuple(
+        x for c in ("headline_acc", "robust_acc") for x in (r.get(c) is None, -(r.get(c) or 0.0))))
 
-    def cell(value: Any) -> str:
+    def cell(row: dict[str, Any], column: str) -> str:
+        value = row.get(column)
         if value is None:
             return '<td data-v=""></td>'
         if isinstance(value, bool):
             return f'<td class="t">{"yes" if value else "no"}</td>'
         if isinstance(value, (int, float)):
-            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            shown = _shown(value) if isinstance(value, float) else str(value)
+            low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+            if low is not None and high is not None:
+                shown += f' <span class="ci">[{_shown(low)}, {_shown(high)}]</span>'
             return f'<td data-v="{value!r}">{shown}</td>'
         return f'<td class="t">{html.escape(str(value))}</td>'
 
     head = "".join(f'<th aria-sort="none">{html.escape(c)}</th>' for c in columns)
     body = "\n".join(
-        f'<tr{" class=unreliable" if r.get("unreliable") else ""}>' + "".join(cell(r.get(c)) for c in columns)
-        + "</tr>" for r in rows)
-    notes = ("Accuracies in percent. robust_acc: the worst attack evaluated at eps (native [0, 1] pixel units). "
-             "Rows in red failed a self-check. Click a column to sort; type to filter (all words must match).")
+        f'<tr{" class=unreliable" if r.get("unreliable") or r.get("unreliable_seeds") else ""}>'
+        + "".join(cell(r, c) for c in columns) + "</tr>" for r in rows)
+    notes = ("One row per model configuration, seeds aggregated: accuracies in percent, the mean over seeds "
+             "with its 95% confidence interval in brackets (none for one seed); n_seeds counts the seeds. "
+             "headline_acc: brainalign's headline robust accuracy; robust_acc: the worst attack evaluated at eps "
+             "(native [0, 1] pixel units). Rows in red have a seed that failed a self-check. Per-seed model "
+             "cards are in model_info/. Click a column to sort; type to filter (all words must match).")
     return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n<p>{notes}</p>\n"
-            f'<input id=filter type=search placeholder="filter, e.g. pixel_similarity seed" aria-label=filter> '
+            f'<input id=filter type=search placeholder="filter, e.g. pixel_similarity digits" aria-label=filter> '
             f'<span id=count>{len(rows)} of {len(rows)} models</span>\n'
             f"<table id=board><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>\n"
             f"<script>{_SCRIPT}</script></body></html>\n")
