@@ -90,3 +90,42 @@ def test_missing_pieces_are_not_computed(tmp_path):
                  "structure-specific gains: not computed", "PGD versus AutoAttack/APGD check: not computed"):
         assert text in page
     assert "simulated-banner" not in page and "UNRELIABLE" not in page
+
+
+def test_findings_in_words_open_the_page(rich):
+    root, paths = rich
+    report = json.loads(paths["json"].read_text())
+    findings = report["findings"]
+    assert findings["computed"] is True
+    # No run here was evaluated with the headline attacks: the findings say so instead of "no clear gain".
+    assert "neural: gain under the headline attack not computed (the headline attack was not run on its seeds " \
+           "and the same-seed baseline's)." in findings["statements"]
+    assert not any("CI holds 0" in s for s in findings["statements"])
+    page = paths["html"].read_text()
+    assert page.index('id="findings"') < page.index('id="summary"') < page.index('id="curves"')
+    shown = re.findall(r"<li>(.*?)</li>", page[page.index('id="findings"'):page.index('id="summary"')])
+    assert [html.unescape(s) for s in shown] == findings["statements"]
+
+
+def test_each_condition_has_its_own_colour_and_its_role_a_marker(rich):
+    from brainalign.reports.plots import BASELINE_COLOR, PALETTE, ROLE_STYLE, styles
+
+    root, paths = rich
+    report = json.loads(paths["json"].read_text())
+    page = paths["html"].read_text()
+    swatches = re.findall(r'<span class="swatch" data-color="(#[0-9A-Fa-f]{6})"[^>]*></span>([\w-]+)', page)
+    style = styles(report["conditions"])
+    assert dict((name, color) for color, name in swatches) == {n: s["color"] for n, s in style.items()}
+    assert len({color for color, _ in swatches}) == len(report["conditions"]) == 4
+    assert style["baseline"]["color"] == BASELINE_COLOR
+    assert style["adv_training"]["marker"] == ROLE_STYLE["defence"]["marker"] != style["neural"]["marker"]
+    many = [{"name": f"d{i}", "role": "defence"} for i in range(len(PALETTE))] + [{"name": "b", "role": "baseline"}]
+    assert len({s["color"] for s in styles(many).values()}) == len(PALETTE) + 1
+
+
+def test_curves_name_the_attacks_parameter():
+    from brainalign.reports.plots import strength_label
+
+    assert strength_label({"norm": "Linf", "parameter": "eps"}) == "eps (Linf, native [0, 1] pixel units)"
+    assert strength_label({"norm": "none", "parameter": "sigma"}) == "sigma"
+    assert strength_label({"norm": None}) == "eps"

@@ -48,7 +48,7 @@ def _curves(groups: dict[str, list[Run]], key: str, level: float) -> dict[str, A
                 entry = entry or run.robustness[key]
     eps = sorted(grid)
     out = {"eps": eps, "family": entry.get("family"), "norm": entry.get("norm"), "attack": entry.get("attack"),
-           "conditions": {}}
+           "parameter": entry.get("parameter", "eps"), "conditions": {}}
     for name, group in groups.items():
         curves = [c for c in (r.curve(key) for r in group) if c]
         if not curves:
@@ -88,14 +88,28 @@ def _safe(fn, *args, **kwargs) -> dict[str, Any]:
     return out
 
 
-def _claims(experiment_dir: Path, base: str | None) -> dict[str, Any]:
+def _summary(experiment_dir: Path, base: str | None) -> dict[str, Any]:
+    """summary.json's content (``brainalign.analysis.summary.summarize``), or why it could not be made."""
+    try:
+        return {"computed": True, **summarize(experiment_dir, baseline=base or "baseline")}
+    except BrainAlignError as exc:
+        return _not_computed(str(exc))
+
+
+def _claims(summary: dict[str, Any], base: str | None) -> dict[str, Any]:
     """The claims table (``brainalign.claims``), from the same summary as summary.json."""
     if base is None:
         return _not_computed("no baseline condition: the claims compare gains over the baseline")
-    try:
-        return {"computed": True, "rows": summarize(experiment_dir, baseline=base)["claims"]}
-    except BrainAlignError as exc:
-        return _not_computed(str(exc))
+    if not summary["computed"]:
+        return summary
+    return {"computed": True, "rows": summary["claims"]}
+
+
+def _findings(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the numbers say in words (``brainalign.analysis.summary.statements``): the report's first lines."""
+    if not summary["computed"]:
+        return summary
+    return {"computed": True, "statements": list(summary.get("statements") or [])}
 
 
 def _study(experiment_dir: Path) -> dict[str, Any]:
@@ -117,6 +131,7 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
     runs = load_runs(experiment_dir)
     groups = by_condition(runs)
     base = find_baseline(runs, baseline)
+    summary = _summary(experiment_dir, base)
     study = _study(experiment_dir)
     if attack is None and study.get("computed"):
         attack = (study.get("settings") or {}).get("attack")
@@ -197,7 +212,8 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
         "strong_attack": _safe(strong_attack_check, runs, baseline=base) if key else
         _not_computed("no attack results"),
         "target_diagnostics": diagnostics,
-        "claims": _claims(experiment_dir, base),
+        "claims": _claims(summary, base),
+        "findings": _findings(summary),
         "study": study,
     }
 
