@@ -105,6 +105,9 @@ def test_findings_in_words_open_the_page(rich):
     assert page.index('id="findings"') < page.index('id="summary"') < page.index('id="curves"')
     shown = re.findall(r"<li>(.*?)</li>", page[page.index('id="findings"'):page.index('id="summary"')])
     assert [html.unescape(s) for s in shown] == findings["statements"]
+    md = paths["md"].read_text()
+    assert md.index("## Findings") < md.index("## Conditions")
+    assert all(f"- {s}" in md for s in findings["statements"])
 
 
 def test_each_condition_has_its_own_colour_and_its_role_a_marker(rich):

@@ -412,6 +412,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     if sim["any"]:
         where = sim["conditions"] + (["the study's recording"] if sim["study_recording"] else [])
         lines += [f"> **SIMULATED BRAIN DATA** in {', '.join(where)}. No real neural recordings were used there.", ""]
+    findings = report.get("findings") or {"computed": False, "reason": "not collected"}
+    lines += ["## Findings", ""]
+    if not findings["computed"]:
+        lines += [f"_findings: not computed ({findings.get('reason')})_", ""]
+    else:
+        lines += [f"- {s}" for s in findings["statements"]] or ["_findings: nothing to state_"]
+        lines += [""]
     lines += [headline_sentence(report) + " Figures are in report.html.", "", "## Conditions", ""]
     lines += _md_table(*summary_rows(report))
     for c in report["conditions"]:
