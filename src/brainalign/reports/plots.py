@@ -4,7 +4,8 @@ Each function takes parts of the collected report (``brainalign.reports.collect`
 or None when there is nothing to draw. Every condition has its own colour, colour-blind safe (the baseline
 black, then Okabe & Ito's palette, then Paul Tol's muted one); its role shows as marker and line style
 (``ROLE_STYLE``), so that four defences are four colours with one marker. Legends sit outside the axes,
-to the right; figures are drawn wide (``WIDTH`` inches) and the page shows them at full width.
+to the right; figures are drawn about as wide as the page (``WIDTH`` inches at 100 dpi). CI bands of
+accuracies are drawn clipped to [0, 1].
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def accuracy_curves(key: str, curves: dict[str, Any], style: dict[str, dict[str,
     fig, ax = plt.subplots(figsize=(WIDTH, 4.2))
     eps = np.asarray(curves["eps"], dtype=float)
     if len(high_eps):
-        ax.axvspan(min(high_eps), max(high_eps), color="#eeeeee", lw=0, label="high-eps range")
+        ax.axvspan(min(high_eps), max(high_eps), color="#fff3cd", lw=0, label="high-eps range")
     for name, c in curves["conditions"].items():
         s = style.get(name, {"color": "C0", "marker": "o", "linestyle": "-"})
         mean, low, high = _arr(c["mean"]), _arr(c["low"]), _arr(c["high"])
@@ -102,8 +103,9 @@ def accuracy_curves(key: str, curves: dict[str, Any], style: dict[str, dict[str,
                 label=f"{name} (n={c['n']})")
         ok = np.isfinite(low) & np.isfinite(high)
         if ok.any():
-            ax.fill_between(eps, np.where(ok, low, mean), np.where(ok, high, mean), color=s["color"], alpha=0.12,
-                            lw=0)
+            # An accuracy lies in [0, 1]; a t-interval over 2 seeds can reach far beyond and hide the curves.
+            ax.fill_between(eps, np.clip(np.where(ok, low, mean), 0, 1), np.clip(np.where(ok, high, mean), 0, 1),
+                            color=s["color"], alpha=0.12, lw=0)
     ax.set_xlabel(strength_label(curves))
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)

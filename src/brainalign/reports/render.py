@@ -62,7 +62,7 @@ th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: ta
 .badge.role-control { background: #e8e8e8; color: #555; } .badge.role-regularizer { background: #dbeafe; }
 .badge.role-other { background: #f5ebe0; }
 tr.defence td { background: #fff5f5; } figure { margin: 1em 0; } figcaption { font-size: 0.85em; color: #555; }
-img { width: 100%; height: auto; border: 1px solid #eee; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
 .swatch { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 2px; margin-right: 0.4em;
           vertical-align: -0.1em; border: 1px solid #0003; }
 ul.findings li { margin: 0.2em 0; }
@@ -293,7 +293,8 @@ def figures(report: dict[str, Any]) -> dict[str, tuple[bytes | None, str]]:
     for key, curves in report["curves"].items():
         marked = high if key == report["headline"]["curve_attack"] else ()
         out[f"curve {key}"] = (plots.accuracy_curves(key, curves, style, marked),
-                               f"Accuracy versus strength under {key}: mean over seeds, band = 95% CI over seeds.")
+                               f"Accuracy versus strength under {key}: mean over seeds, band = 95% CI over seeds "
+                               "(clipped to [0, 1]).")
     out["clean versus robust"] = (plots.clean_robust_plane(report["conditions"], style, report["headline"]["attack"]),
                                   "Every condition's clean accuracy against its headline robust accuracy (accepted "
                                   "seeds); bars = 95% CI over seeds; defences (robustness references) are starred "
