@@ -16,6 +16,7 @@ KEY = "pgd_linf[steps=10]"
 AA = "autoattack_linf"
 ZERO_GRAD = "zero_gradients: 12.0% of examples have an exactly zero input gradient (> 1.0%): gradient masking"
 TARGET = {"name": "neural_similarity", "control": "none", "simulated": True, "description": "sim_it responses",
+          "recording": "sim_it",
           "diagnostics": {"pixel_correlation": 0.86, "zero_share": 0.05, "offdiag_rms": 0.31,
                           "effective_rank_ratio": 0.4, "warnings": ["target is mostly pixels: r=0.86"]}}
 
@@ -132,3 +133,18 @@ def test_curves_name_the_attacks_parameter():
     assert strength_label({"norm": "Linf", "parameter": "eps"}) == "eps (Linf, native [0, 1] pixel units)"
     assert strength_label({"norm": "none", "parameter": "sigma"}) == "sigma"
     assert strength_label({"norm": None}) == "eps"
+
+
+def test_each_simulated_recording_is_explained(rich):
+    from brainalign.registry import NEURAL_LOADERS
+
+    root, paths = rich
+    report = json.loads(paths["json"].read_text())
+    (sim_it,) = report["simulated_recordings"]
+    assert sim_it["name"] == "sim_it" and sim_it["used_by"] == ["neural"]
+    assert sim_it["description"] == NEURAL_LOADERS.entry("sim_it").description
+    assert sim_it["summary"].startswith("Simulated IT-like spike counts")
+    page = html.unescape(paths["html"].read_text())
+    section = page[page.index('id="simulated-recordings"'):page.index('id="summary"')]
+    assert f"<b>sim_it</b> (used by neural): {sim_it['description']}. {sim_it['summary']}." in section
+    assert "they carry no brain\nsignal" in section

@@ -112,6 +112,33 @@ def _findings(summary: dict[str, Any]) -> dict[str, Any]:
     return {"computed": True, "statements": list(summary.get("statements") or [])}
 
 
+def simulated_recordings(diagnostics: list[dict[str, Any]], study: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each simulated recording behind a condition's targets or the study, with what it is in words: the
+    loader's registered description and its docstring's first line (``brainalign.registry.NEURAL_LOADERS``,
+    the one place that says what a simulation computes)."""
+    from brainalign.errors import ConfigError
+    from brainalign.registry import NEURAL_LOADERS
+
+    used: dict[str, list[str]] = {}
+    for d in diagnostics:
+        if d["simulated"] and d.get("recording"):
+            used.setdefault(str(d["recording"]), []).append(d["condition"])
+    recording = (study.get("recording") or {}) if study.get("computed") else {}
+    if recording.get("simulated") and recording.get("name"):
+        used.setdefault(str(recording["name"]), []).append("the study")
+    out = []
+    for name, users in used.items():
+        try:
+            entry = NEURAL_LOADERS.entry(name)
+        except ConfigError:
+            out.append({"name": name, "used_by": users, "description": "", "summary": "not a registered loader"})
+            continue
+        doc = (getattr(entry.obj, "__doc__", None) or "").strip().split("\n")[0].rstrip(".")
+        out.append({"name": name, "used_by": list(dict.fromkeys(users)), "description": entry.description,
+                    "summary": doc})
+    return out
+
+
 def _study(experiment_dir: Path) -> dict[str, Any]:
     path = experiment_dir / STUDY
     if not path.exists():
@@ -177,6 +204,7 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
                 diagnostics.append({"condition": name, "regularizer": target.get("name"),
                                     "control": target.get("control", "none"),
                                     "simulated": bool(target.get("simulated")),
+                                    "recording": target.get("recording"),
                                     "description": target.get("description", ""),
                                     "diagnostics": target.get("diagnostics")})
 
@@ -212,6 +240,7 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
         "strong_attack": _safe(strong_attack_check, runs, baseline=base) if key else
         _not_computed("no attack results"),
         "target_diagnostics": diagnostics,
+        "simulated_recordings": simulated_recordings(diagnostics, study),
         "claims": _claims(summary, base),
         "findings": _findings(summary),
         "study": study,

@@ -413,6 +413,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     if sim["any"]:
         where = sim["conditions"] + (["the study's recording"] if sim["study_recording"] else [])
         lines += [f"> **SIMULATED BRAIN DATA** in {', '.join(where)}. No real neural recordings were used there.", ""]
+    for r in report.get("simulated_recordings") or []:
+        lines += [f"- **{r['name']}** (simulated; used by {', '.join(r['used_by'])}): {r['description']}"
+                  + (f". {r['summary']}." if r["summary"] else "."), ""]
     findings = report.get("findings") or {"computed": False, "reason": "not collected"}
     lines += ["## Findings", ""]
     if not findings["computed"]:
