@@ -46,6 +46,7 @@ import math
 import os
 import re
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -771,6 +772,11 @@ def _trial_reporter(todo: list[Trial], echo: Callable[[str], None]):
     from ray.tune import Callback
 
     by_key = {t.key: t for t in todo}
+    stream = sys.stdout  # the caller's: a quiet sweep redirects stdout while Tune runs (``_quiet_tune``)
+
+    def say(line: str) -> None:
+        with contextlib.redirect_stdout(stream):
+            echo(line)
 
     class _Lines(Callback):
         def __init__(self) -> None:
@@ -783,17 +789,24 @@ def _trial_reporter(todo: list[Trial], echo: Callable[[str], None]):
         def _line(self, trial, status: str, error: str | None = None) -> None:
             key = trial.config["trial"]["key"]
             self.done += 1
-            seconds = time.perf_counter() - self.start.get(key, time.perf_counter())
+            started = self.start.get(key)
+            seconds = None if started is None else time.perf_counter() - started
             last = getattr(trial, "last_result", None) or {}
             error = error or last.get("error")
             numbers = {} if error else _run_numbers(by_key[key].run_dir)
             if status == "finished" and not error and not last.get("run_complete", True):
                 status = "stopped"
-            echo(trial_line(self.done, len(todo), by_key[key].name + f"__seed{by_key[key].seed}",
+            say(trial_line(self.done, len(todo), by_key[key].name + f"__seed{by_key[key].seed}",
                             "failed" if error else status, seconds=seconds, error=error, **numbers))
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
             self._line(trial, "finished")
+
+        def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+            t = by_key[trial.config["trial"]["key"]]
+            attempt = int(getattr(trial, "num_failures", 1) or 1) + 1
+            say(f"[retry]  {t.name}__seed{t.seed}  its worker raised or died; attempt {attempt} resumes from "
+                 f"the run folder's checkpoint")
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
             self._line(trial, "failed", "the worker raised; see sweep_result.json")
@@ -820,6 +833,22 @@ def _connect(ray, address: str | None, progress: bool) -> bool:
         where = f"at {address}" if address else "on this machine"
         raise ConfigError(f"cannot start or join a Ray cluster {where}: {str(exc).splitlines()[0]}") from None
     return True
+
+
+@contextlib.contextmanager
+def _quiet_tune():
+    """Tune without its stdout (configuration box, tables) and without a traceback per failed attempt; the
+    trials' outcomes still come back (errors in sweep_result.json and the summary lines)."""
+    previous = os.environ.get("TUNE_PRINT_ALL_TRIAL_ERRORS")
+    os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        if previous is None:
+            os.environ.pop("TUNE_PRINT_ALL_TRIAL_ERRORS", None)
+        else:
+            os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = previous
 
 
 def _tune_trials(sweep: Sweep, todo: list[Trial], progress: bool, train_fn,
@@ -859,8 +888,9 @@ def _tune_trials(sweep: Sweep, todo: list[Trial], progress: bool, train_fn,
                 failure_config=tune.FailureConfig(max_failures=ex.retries),
                 callbacks=[_trial_reporter(todo, on_trial)] if on_trial is not None else None),
         )
-        # Tune prints its configuration box whatever the verbosity; progress=False means quiet.
-        with contextlib.nullcontext() if progress else contextlib.redirect_stdout(io.StringIO()):
+        # Tune prints its configuration box whatever the verbosity, and a traceback for every failed attempt
+        # (retried ones included: TUNE_PRINT_ALL_TRIAL_ERRORS); progress=False means quiet.
+        with contextlib.nullcontext() if progress else _quiet_tune():
             grid = tuner.fit()
         outcome: dict[str, tuple[str, str | None]] = {}
         for res in grid:

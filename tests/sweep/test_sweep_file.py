@@ -254,3 +254,25 @@ def test_the_sweep_summary_counts_trials_and_rounds_the_selection(tmp_path):
     assert lines[1] == f"failed   {tmp_path / 'c__seed0'}  (ValueError: boom)"
     assert lines[2] == "accepted=True  train.lr=0.01  clean ratio 0.988, robust ratio 1.235, 2 seeds"
     assert lines[3] == f"sweep folder: {tmp_path}" and len(lines) == 4
+
+
+def test_trial_lines_reach_the_callers_stdout_while_tune_is_silenced(sweep_file, capsys):
+    pytest.importorskip("ray")
+    from types import SimpleNamespace
+
+    from brainalign.sweep import _quiet_tune, _trial_reporter, load_sweep
+
+    sweep = load_sweep(sweep_file(grid={"train.lr": [0.003, 0.01]}))
+    reporter = _trial_reporter(sweep.trials, print)
+    trial = SimpleNamespace(config={"trial": {"key": sweep.trials[1].key}}, last_result={"run_complete": True},
+                            num_failures=1)
+    with _quiet_tune():
+        print("Tune's own output")
+        reporter.on_trial_recover(0, [], trial)
+        reporter.on_trial_complete(0, [], trial)
+    out = capsys.readouterr().out
+    name = f"{sweep.trials[1].name}__seed{sweep.trials[1].seed}"
+    assert "Tune's own output" not in out
+    assert out.splitlines()[0].startswith(f"[retry]  {name}  ") and "attempt 2" in out
+    # the run folder does not exist and Tune never said it started: no numbers, no time
+    assert out.splitlines()[1] == f"[1/2]  finished  {name}"

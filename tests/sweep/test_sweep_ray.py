@@ -77,9 +77,12 @@ def test_the_sweep_completes_with_every_run_folder(swept):
 def test_each_finished_trial_is_one_rounded_line_once_even_after_a_retry(swept):
     path, _, _, lines = swept
     sweep = load_sweep(path)
-    assert len(lines) == 2 and sorted(line.split()[0] for line in lines) == ["[1/2]", "[2/2]"]
+    finished = [line for line in lines if not line.startswith("[retry]")]
+    assert sorted(line.split()[0] for line in finished) == ["[1/2]", "[2/2]"]
+    (retry,) = [line for line in lines if line.startswith("[retry]")]  # the victim's worker was killed once
+    assert f"{VICTIM}__seed0" in retry and "attempt 2" in retry
     for trial in sweep.trials:
-        (line,) = [x for x in lines if f"{trial.name}__seed{trial.seed}" in x]
+        (line,) = [x for x in finished if f"{trial.name}__seed{trial.seed}" in x]
         clean = results.read_result(trial.run_dir)["clean_accuracy"]
         assert line.split()[1] == "finished" and f"clean {100 * clean:.1f}%" in line, line
 
