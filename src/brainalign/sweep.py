@@ -772,10 +772,16 @@ def _trial_reporter(todo: list[Trial], echo: Callable[[str], None]):
     from ray.tune import Callback
 
     by_key = {t.key: t for t in todo}
-    stream = sys.stdout  # the caller's: a quiet sweep redirects stdout while Tune runs (``_quiet_tune``)
 
     def say(line: str) -> None:
-        with contextlib.redirect_stdout(stream):
+        # To the caller's stdout: a quiet sweep redirects stdout while Tune runs (``_quiet_tune``). The stream
+        # is looked up through the module at call time, never captured: Tune pickles its callbacks.
+        import contextlib as cl
+        import sys as system
+
+        from brainalign import sweep as module
+
+        with cl.redirect_stdout(module._CALLER_STDOUT[-1] if module._CALLER_STDOUT else system.stdout):
             echo(line)
 
     class _Lines(Callback):
@@ -835,16 +841,21 @@ def _connect(ray, address: str | None, progress: bool) -> bool:
     return True
 
 
+_CALLER_STDOUT: list[Any] = []  # the stdout that a quiet sweep's lines go to, while Tune's is redirected
+
+
 @contextlib.contextmanager
 def _quiet_tune():
     """Tune without its stdout (configuration box, tables) and without a traceback per failed attempt; the
     trials' outcomes still come back (errors in sweep_result.json and the summary lines)."""
     previous = os.environ.get("TUNE_PRINT_ALL_TRIAL_ERRORS")
     os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
+    _CALLER_STDOUT.append(sys.stdout)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
+        _CALLER_STDOUT.pop()
         if previous is None:
             os.environ.pop("TUNE_PRINT_ALL_TRIAL_ERRORS", None)
         else:

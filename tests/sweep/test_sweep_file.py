@@ -267,6 +267,9 @@ def test_trial_lines_reach_the_callers_stdout_while_tune_is_silenced(sweep_file,
     trial = SimpleNamespace(config={"trial": {"key": sweep.trials[1].key}}, last_result={"run_complete": True},
                             num_failures=1)
     with _quiet_tune():
+        from ray import cloudpickle
+
+        cloudpickle.dumps(reporter)  # Tune pickles its callbacks: no stream may be held (pytest's is not picklable)
         print("Tune's own output")
         reporter.on_trial_recover(0, [], trial)
         reporter.on_trial_complete(0, [], trial)
