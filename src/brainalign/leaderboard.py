@@ -17,7 +17,8 @@ re-attacks, and writes to ``dir/leaderboard/`` (or ``out``):
   ``n_seeds``; numbers rounded to 2 decimals (percentages) so that no float noise shows. Key columns
   first: name, dataset, threat model, eps, clean, headline, n seeds. Needs pyarrow.
 - ``leaderboard_runs.parquet``: the per-seed rows the table aggregates (one per run folder).
-- ``leaderboard.html``: the aggregated table, self-contained (inline script, no network), sorts and filters.
+- ``leaderboard.html``: the aggregated table, self-contained (inline script, no network), sorts and filters;
+  rendered from ``brainalign/templates/leaderboard.html.j2``.
 
 ``eps`` is the threat model's stated headline eps for the data set (``brainalign.headline``), never the
 largest strength present. ``headline_acc`` is brainalign's headline robust accuracy (``headline_attack`` names
@@ -28,7 +29,6 @@ every attack of the threat model evaluated at that ``eps``; ``autoattack_acc`` i
 
 from __future__ import annotations
 
-import html
 import importlib.resources
 import json
 import math
@@ -382,54 +382,6 @@ def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
         frame.to_parquet(tmp, index=False)
 
 
-_SCRIPT = """
-const table = document.getElementById('board');
-const body = table.tBodies[0];
-let sortCol = -1, sortDir = 1;
-function cellValue(row, i) {
-  const c = row.cells[i];
-  if (c.dataset.v !== undefined) return c.dataset.v === '' ? null : parseFloat(c.dataset.v);
-  return c.textContent;
-}
-function sortBy(i) {
-  sortDir = (sortCol === i) ? -sortDir : -1;
-  sortCol = i;
-  const rows = Array.from(body.rows);
-  rows.sort((a, b) => {
-    const x = cellValue(a, i), y = cellValue(b, i);
-    if (x === null) return 1; if (y === null) return -1;
-    if (typeof x === 'number' && typeof y === 'number') return sortDir * (x - y);
-    return sortDir * String(x).localeCompare(String(y));
-  });
-  rows.forEach(r => body.appendChild(r));
-  Array.from(table.tHead.rows[0].cells).forEach((c, j) =>
-    c.setAttribute('aria-sort', j === i ? (sortDir > 0 ? 'ascending' : 'descending') : 'none'));
-}
-Array.from(table.tHead.rows[0].cells).forEach((c, i) => c.addEventListener('click', () => sortBy(i)));
-document.getElementById('filter').addEventListener('input', e => {
-  const terms = e.target.value.toLowerCase().split(/\\s+/).filter(Boolean);
-  let shown = 0;
-  Array.from(body.rows).forEach(r => {
-    const text = r.textContent.toLowerCase();
-    const keep = terms.every(t => text.includes(t));
-    r.hidden = !keep; shown += keep;
-  });
-  document.getElementById('count').textContent = shown + ' of ' + body.rows.length + ' models';
-});
-"""
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; }
-table { border-collapse: collapse; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; white-space: nowrap; }
-th { background: #f3f3f3; cursor: pointer; position: sticky; top: 0; }
-td.t { text-align: left; }
-tr.unreliable td { background: #fde8e8; }
-span.ci { color: #666; font-size: 0.9em; }
-input { width: 30em; padding: 0.3em; margin-bottom: 0.8em; }
-"""
-
-
 def _shown(value: float) -> str:
     return f"{value:.{DECIMALS}f}" if abs(value) >= 1 else f"{value:.4g}"
 
@@ -448,32 +400,27 @@ def render_html(rows: list[dict[str, Any]], title: str = "brainalign leaderboard
     rows = sorted(rows, key=lambda r: tuple(
         x for c in ("headline_acc", "robust_acc") for x in (r.get(c) is None, -(r.get(c) or 0.0))))
 
-    def cell(row: dict[str, Any], column: str) -> str:
+    def cell(row: dict[str, Any], column: str) -> dict[str, Any]:
         value = row.get(column)
         if value is None:
-            return '<td data-v=""></td>'
+            return {"kind": "none"}
         if isinstance(value, bool):
-            return f'<td class="t">{"yes" if value else "no"}</td>'
+            return {"kind": "text", "text": "yes" if value else "no"}
         if isinstance(value, (int, float)):
-            shown = _shown(value) if isinstance(value, float) else str(value)
             low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
-            if low is not None and high is not None:
-                shown += f' <span class="ci">[{_shown(low)}, {_shown(high)}]</span>'
-            return f'<td data-v="{value!r}">{shown}</td>'
-        return f'<td class="t">{html.escape(str(value))}</td>'
+            return {"kind": "number", "value": repr(value),
+                    "text": _shown(value) if isinstance(value, float) else str(value),
+                    "ci": f"[{_shown(low)}, {_shown(high)}]" if low is not None and high is not None else ""}
+        return {"kind": "text", "text": str(value)}
 
-    head = "".join(f'<th aria-sort="none">{html.escape(c)}</th>' for c in columns)
-    body = "\n".join(
-        f'<tr{" class=unreliable" if r.get("unreliable") or r.get("unreliable_seeds") else ""}>'
-        + "".join(cell(r, c) for c in columns) + "</tr>" for r in rows)
     notes = ("One row per model configuration, seeds aggregated: accuracies in percent, the mean over seeds "
              "with its 95% confidence interval in brackets (none for one seed); n_seeds counts the seeds. "
              "headline_acc: brainalign's headline robust accuracy; robust_acc: the worst attack evaluated at eps "
              "(native [0, 1] pixel units). Rows in red have a seed that failed a self-check. Per-seed model "
              "cards are in model_info/. Click a column to sort; type to filter (all words must match).")
-    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n<p>{notes}</p>\n"
-            f'<input id=filter type=search placeholder="filter, e.g. pixel_similarity digits" aria-label=filter> '
-            f'<span id=count>{len(rows)} of {len(rows)} models</span>\n'
-            f"<table id=board><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>\n"
-            f"<script>{_SCRIPT}</script></body></html>\n")
+    from brainalign.templates import environment
+
+    shown = [{"unreliable": bool(r.get("unreliable") or r.get("unreliable_seeds")),
+              "cells": [cell(r, c) for c in columns]} for r in rows]
+    return environment().get_template("leaderboard.html.j2").render(title=title, notes=notes, columns=columns,
+                                                                      rows=shown)

@@ -1,6 +1,6 @@
 """Render a collected report as one self-contained HTML page (figures as base64 PNG) and as Markdown.
 
-The page comes from Jinja2 templates shipped in ``brainalign/reports/templates/`` (``report.html.j2``, with
+The page comes from Jinja2 templates shipped in ``brainalign/templates/`` (``report.html.j2``, with
 its tables and figures from ``macros.html.j2``), autoescaped; the tables' rows are built here once and
 shared with the Markdown. It opens with the findings in words (``brainalign.analysis.summary.statements``)
 and shows each condition's colour (the one its curves use, ``plots.styles``) beside its name.
@@ -12,7 +12,6 @@ decoded (``<body data-images-ok="true">``, ``data-images-broken``) and any scrip
 
 from __future__ import annotations
 
-import base64
 import functools
 import html
 import math
@@ -242,11 +241,9 @@ class Html(Markup):
 
 @functools.cache
 def _environment():
-    import jinja2
+    from brainalign.templates import environment
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("brainalign.reports", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["b64"] = lambda png: base64.b64encode(png).decode("ascii")
+    env = environment().overlay()
     env.tests["numeric_cell"] = _numeric_cell
     env.globals["badge"] = lambda text, cls: _badge(text, cls)
     return env
