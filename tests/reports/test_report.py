@@ -148,3 +148,13 @@ def test_each_simulated_recording_is_explained(rich):
     section = page[page.index('id="simulated-recordings"'):page.index('id="summary"')]
     assert f"<b>sim_it</b> (used by neural): {sim_it['description']}. {sim_it['summary']}." in section
     assert "they carry no brain\nsignal" in section
+
+
+def test_the_clean_robust_plane_zooms_on_its_points_within_0_1():
+    from brainalign.reports.plots import _span
+
+    # 0.88..0.95 padded by 0.05 is 0.83..1.0, under 0.2 wide: widened to 0.2 around 0.915, then clipped at 1
+    assert _span([{"mean": 0.9, "low": 0.88, "high": 0.92}, {"mean": 0.95, "low": float("nan")}]) == \
+        pytest.approx((0.815 - 0.01, 1.0 + 0.01))
+    low, high = _span([{"mean": 0.02, "low": -0.5, "high": 0.3}])  # a t-interval over 2 seeds can leave [0, 1]
+    assert low == pytest.approx(-0.01) and high == pytest.approx(0.36)

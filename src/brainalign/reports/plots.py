@@ -115,6 +115,16 @@ def accuracy_curves(key: str, curves: dict[str, Any], style: dict[str, dict[str,
     return _png(fig)
 
 
+def _span(cis: Sequence[dict[str, float]], pad: float = 0.05) -> tuple[float, float]:
+    """Axis limits around means and finite interval bounds, padded, within [0, 1] (and at least 0.2 wide)."""
+    values = [v for c in cis for v in (c.get("mean"), c.get("low"), c.get("high")) if _finite(v)]
+    low, high = max(0.0, min(values) - pad), min(1.0, max(values) + pad)
+    if high - low < 0.2:
+        mid = (low + high) / 2
+        low, high = max(0.0, mid - 0.1), min(1.0, mid + 0.1)
+    return low - 0.01, high + 0.01
+
+
 def clean_robust_plane(conditions: Sequence[dict[str, Any]], style: dict[str, dict[str, str]],
                        attack: str | None) -> bytes | None:
     """Clean versus robust accuracy, one point per condition (mean and 95% CI over seeds); defences starred."""
@@ -133,8 +143,8 @@ def clean_robust_plane(conditions: Sequence[dict[str, Any]], style: dict[str, di
         ax.errorbar(x["mean"], y["mean"], xerr=xerr, yerr=yerr, fmt=s["marker"], color=s["color"],
                     ms=14 if defence else 8, capsize=3, label=f"{c['name']} ({c['role']})")
     ax.plot([0, 1], [0, 1], color="#cccccc", lw=1, zorder=0)
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(*_span([c["clean_accuracy"] for c in points]))  # zoomed on the points: they often crowd a corner
+    ax.set_ylim(*_span([c["robust_accuracy"] for c in points]))
     ax.set_xlabel("clean accuracy")
     ax.set_ylabel(f"robust accuracy ({attack})" if attack else "robust accuracy")
     ax.set_title("clean versus robust accuracy (defences starred)")

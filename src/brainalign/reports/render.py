@@ -294,8 +294,8 @@ def figures(report: dict[str, Any]) -> dict[str, tuple[bytes | None, str]]:
                                "(clipped to [0, 1]).")
     out["clean versus robust"] = (plots.clean_robust_plane(report["conditions"], style, report["headline"]["attack"]),
                                   "Every condition's clean accuracy against its headline robust accuracy (accepted "
-                                  "seeds); bars = 95% CI over seeds; defences (robustness references) are starred "
-                                  "and in bold.")
+                                  "seeds); bars = 95% CI over seeds; defences (robustness references) are starred. "
+                                  "Axes zoomed on the points; the grey line is clean = robust.")
     study = report["study"]
     if study.get("computed"):
         out["gain versus predictivity"] = (plots.gain_vs_predictivity(study, style),
