@@ -118,7 +118,7 @@ def leaderboard(
     """Aggregate run folders: Parquet table, RobustBench-style JSON per model, sortable HTML page."""
     from brainalign.leaderboard import build_leaderboard
 
-    folder = build_leaderboard(root, out, threat_model=threat_model, eps=eps)
+    folder = build_leaderboard(root, out, threat_model=threat_model, eps=eps, echo=typer.echo)
     typer.echo(f"wrote {folder / 'leaderboard.html'}, {folder / 'leaderboard.parquet'} and {folder / 'model_info'}/")
 
 

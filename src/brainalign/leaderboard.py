@@ -29,10 +29,13 @@ every attack of the threat model evaluated at that ``eps``; ``autoattack_acc`` i
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
+import io
 import json
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +224,7 @@ def _row(card: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_leaderboard(root: str | Path, out: str | Path | None = None, *, threat_model: str | None = None,
-                      eps: float | None = None) -> Path:
+                      eps: float | None = None, echo: Callable[[str], None] | None = None) -> Path:
     """Aggregate the finished run folders below ``root``; returns the output folder.
 
     Args:
@@ -231,6 +234,7 @@ def build_leaderboard(root: str | Path, out: str | Path | None = None, *, threat
             else L2).
         eps: the headline strength (default: the threat model's stated eps for the run's data set,
             ``brainalign.headline.threat_model``).
+        echo: called with the table's key columns as console text (:func:`console_table`), best first.
     """
     root = Path(root)
     out = Path(out) if out is not None else root / OUT_DIR
@@ -258,7 +262,43 @@ def build_leaderboard(root: str | Path, out: str | Path | None = None, *, threat
     _write_parquet(out / "leaderboard_runs.parquet", rows)
     _write_parquet(out / "leaderboard.parquet", table)
     write_text(out / "leaderboard.html", render_html(table, title=f"brainalign leaderboard: {root}"))
+    if echo is not None:
+        echo(console_table(table))
     return out
+
+
+def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Best first: headline robust accuracy, then the worst-attack robust accuracy; missing values last."""
+    return sorted(rows, key=lambda r: tuple(
+        x for c in ("headline_acc", "robust_acc") for x in (r.get(c) is None, -(r.get(c) or 0.0))))
+
+
+def console_table(rows: list[dict[str, Any]], limit: int = 20, width: int = 120) -> str:
+    """The aggregated rows' key columns (and robust_acc) as a plain-text table (rich), best first, at most
+    ``limit`` rows; accuracies as ``mean [low, high]`` in percent."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def shown(row: dict[str, Any], column: str) -> str:
+        value = row.get(column)
+        if value is None:
+            return "-"
+        if column.endswith("_acc"):
+            low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+            return f"{value:.1f}" + (f" [{low:.1f}, {high:.1f}]" if low is not None and high is not None else "")
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    columns = [*KEY_COLUMNS, "robust_acc"]
+    table = Table(*columns, box=None, pad_edge=False)
+    ranked = _ranked(rows)
+    for row in ranked[:limit]:
+        table.add_row(*(shown(row, c) for c in columns))
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    console.print(table)
+    text = "\n".join(line.rstrip() for line in console.export_text().rstrip().splitlines())
+    if len(ranked) > limit:
+        text += f"\n... and {len(ranked) - limit} more (leaderboard.html)"
+    return text
 
 
 # Fields of a run's config that say where or how fast it ran, not which model it trained.
@@ -291,7 +331,9 @@ def aggregate(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[st
     """One row per model configuration from ``(run, per-seed row)`` pairs: key columns first, then each
     accuracy's mean over seeds with its 95% interval (``mean_ci``), rounded; ``n_seeds`` counts the runs.
 
-    An accuracy missing in some seeds is averaged over those that have it (``<column>_n`` says how many);
+    ``configuration`` is a short hash of :func:`configuration_key`; rows that share a name (its config
+    changed between runs) carry it in the name. An accuracy missing in some seeds is averaged over those
+    that have it (``<column>_n`` says how many);
     ``unreliable_seeds`` counts seeds whose self-checks failed; per-attack columns are seed means.
     """
     from brainalign.analysis.stats import mean_ci
@@ -301,7 +343,7 @@ def aggregate(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[st
         key = (str(row["threat_model"]), repr(row["eps"]), configuration_key(run["config"]))
         groups.setdefault(key, []).append(row)
     table = []
-    for members in groups.values():
+    for (_, _, config_key), members in groups.items():
         members = sorted(members, key=lambda r: (r["seed"] is None, r["seed"] or 0))
         first = members[0]
         name = "/".join(str(p) for p in (first["experiment"], first["run"]) if p)
@@ -329,7 +371,12 @@ def aggregate(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[st
         for column in dict.fromkeys(attack_columns):
             values = [r[column] for r in members if r.get(column) is not None]
             row[column] = _round(sum(values) / len(values)) if values else None
+        row["configuration"] = hashlib.sha256(config_key.encode()).hexdigest()[:8]
         table.append(row)
+    names = [r["name"] for r in table]
+    for row in table:  # one name, several configurations (a config edited between runs): told apart
+        if names.count(row["name"]) > 1:
+            row["name"] += f" (config {row['configuration']})"
     return table
 
 
@@ -397,8 +444,7 @@ def render_html(rows: list[dict[str, Any]], title: str = "brainalign leaderboard
         columns += [c for c in row if c not in columns]
     folded = {f"{c}{suffix}" for c in columns if f"{c}_low" in columns for suffix in ("_low", "_high", "_n")}
     columns = [c for c in columns if c not in folded]
-    rows = sorted(rows, key=lambda r: tuple(
-        x for c in ("headline_acc", "robust_acc") for x in (r.get(c) is None, -(r.get(c) or 0.0))))
+    rows = _ranked(rows)
 
     def cell(row: dict[str, Any], column: str) -> dict[str, Any]:
         value = row.get(column)

@@ -112,12 +112,13 @@ def test_one_row_per_configuration_with_seeds_aggregated_rounded_and_key_columns
     # same name, another configuration (a different width): its own row, never pooled with "a"
     fake_run(parse_config({"experiment": "lb", "name": "a", "seed": 7, "out_dir": str(tmp_path / "runs"),
                            "model": {"name": "small_cnn", "width": 16}}), 0.9)
-    out = build_leaderboard(tmp_path / "runs")
+    printed: list[str] = []
+    out = build_leaderboard(tmp_path / "runs", echo=printed.append)
     table = pd.read_parquet(out / "leaderboard.parquet")
     assert list(table.columns[:7]) == ["name", "dataset", "threat_model", "eps", "clean_acc", "headline_acc",
                                        "n_seeds"]
     assert len(table) == 3 and len(pd.read_parquet(out / "leaderboard_runs.parquet")) == 5
-    a = table[(table["name"] == "lb/a") & (table["n_seeds"] == 3)].iloc[0]
+    a = table[table["name"].str.startswith("lb/a (config ") & (table["n_seeds"] == 3)].iloc[0]
     values = [100 * v for v in clean["a"]]
     mean, sem = sum(values) / 3, stats.sem(values)
     low, high = stats.t.interval(0.95, 2, loc=mean, scale=sem)
@@ -128,12 +129,20 @@ def test_one_row_per_configuration_with_seeds_aggregated_rounded_and_key_columns
         assert round(a[column], 2) == a[column]  # no float noise such as 48.666666667
     b = table[table["name"] == "lb/b"].iloc[0]
     assert b["n_seeds"] == 1 and b["clean_acc"] == 80.0 and pd.isna(b["clean_acc_low"])  # no interval from one seed
-    assert sorted(table[table["name"] == "lb/a"]["n_seeds"]) == [1, 3]
+    other = table[table["name"].str.startswith("lb/a (config ") & (table["n_seeds"] == 1)].iloc[0]
+    assert other["configuration"] != a["configuration"] and other["name"] != a["name"]
     for card in ("lb__a__seed0", "lb__a__seed1", "lb__a__seed2", "lb__a__seed7", "lb__b__seed0"):
         assert (out / "model_info" / "digits" / "Linf" / f"{card}.json").is_file()  # per-seed cards stay
     page = (out / "leaderboard.html").read_text()
     assert f'{round(mean, 2):.2f} <span class="ci">[{round(low, 2):.2f}, {round(high, 2):.2f}]</span>' in page
     assert "clean_acc_low" not in page and "46.000001" not in page
+    (console,) = printed
+    lines = console.splitlines()
+    assert lines[0].split() == ["name", "dataset", "threat_model", "eps", "clean_acc", "headline_acc", "n_seeds",
+                                "robust_acc"]
+    assert len(lines) == 4 and [line.split()[-1] for line in lines[1:]] == ["45.0", "40.0", "37.4]"]  # best first
+    assert lines[2].startswith("lb/b ")
+    assert f"{round(mean, 2):.1f} [{round(low, 2):.1f}, {round(high, 2):.1f}]" in console
 
 
 def test_html_escapes_what_it_shows():
