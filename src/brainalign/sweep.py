@@ -815,7 +815,7 @@ def _trial_reporter(todo: list[Trial], echo: Callable[[str], None]):
                  f"the run folder's checkpoint")
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
-            self._line(trial, "failed", "the worker raised; see sweep_result.json")
+            self._line(trial, "failed", f"the worker raised; see {RESULT}")
 
     return _Lines()
 
