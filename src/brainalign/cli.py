@@ -84,17 +84,16 @@ def sweep(
                                                 "(see configs/sweep_*.yaml)")],
     address: Annotated[str | None, typer.Option(
         help="join a Ray cluster: host:port, ray://host:port or auto (default: a local Ray on this machine)")] = None,
+    progress: Annotated[bool, typer.Option(
+        help="also show Ray's and Tune's own output (progress table, worker output); default: one line per trial")
+    ] = False,
 ) -> None:
     """Run a grid/random sweep on Ray Tune; re-running skips finished trials and resumes interrupted ones."""
-    from brainalign.sweep import RESULT, run_sweep
+    from brainalign.sweep import RESULT, run_sweep, sweep_summary_lines
 
-    result = run_sweep(config, address=address)
-    for trial in result.trials:
-        typer.echo(f"{trial.status:9s} {trial.run_dir}" + (f"  ({trial.error})" if trial.error else ""))
-    for row in result.selection or []:
-        ratios = f"clean {row.get('clean_ratio')}, robust {row.get('robust_ratio')}"
-        typer.echo(f"accepted={row['accepted']!s:5s} {row['setting']} ({ratios})")
-    typer.echo(f"sweep folder: {result.experiment_dir}")
+    result = run_sweep(config, address=address, progress=progress, on_trial=typer.echo)
+    for line in sweep_summary_lines(result):
+        typer.echo(line)
     if result.failed:
         raise BrainAlignError(f"{len(result.failed)} trial(s) failed; see {result.experiment_dir / RESULT}")
 
@@ -105,11 +104,12 @@ def tune(
                                                 "grids (see configs/sweep_tune_digits.yaml)")],
     out: Annotated[Path, typer.Option(help="folder for <method>.yaml and manifest.json")] = Path("configs/tuned"),
     address: Annotated[str | None, typer.Option(help="join a Ray cluster (default: a local Ray)")] = None,
+    progress: Annotated[bool, typer.Option(help="also show Ray's and Tune's own output")] = False,
 ) -> None:
     """Tune every method by the one selection rule on the validation split; write the selected configs."""
     from brainalign.tune import MANIFEST, run_tuning, summary_lines
 
-    manifest = run_tuning(config, out, address=address)
+    manifest = run_tuning(config, out, address=address, progress=progress, on_trial=typer.echo)
     for line in summary_lines(manifest):
         typer.echo(line)
     typer.echo(f"wrote {len(manifest['configs'])} configs and {out / MANIFEST}")
@@ -125,7 +125,7 @@ def leaderboard(
     """Aggregate run folders: Parquet table, RobustBench-style JSON per model, sortable HTML page."""
     from brainalign.leaderboard import build_leaderboard
 
-    folder = build_leaderboard(root, out, threat_model=threat_model, eps=eps)
+    folder = build_leaderboard(root, out, threat_model=threat_model, eps=eps, echo=typer.echo)
     typer.echo(f"wrote {folder / 'leaderboard.html'}, {folder / 'leaderboard.parquet'} and {folder / 'model_info'}/")
 
 

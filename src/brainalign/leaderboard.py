@@ -11,8 +11,14 @@ re-attacks, and writes to ``dir/leaderboard/`` (or ``out``):
   self-check flags, brain-alignment scores, package versions and commit. Accuracies are percentages, as in
   RobustBench; ``eps`` is in native [0, 1] pixel units. The cards validate against
   ``leaderboard_schema.json`` (shipped beside this module).
-- ``leaderboard.parquet``: one row per run, one column per attack and strength (needs pyarrow).
-- ``leaderboard.html``: a self-contained table (inline script, no network) that sorts and filters.
+- ``leaderboard.parquet``: one row per model configuration (the run's config less its seed and where it
+  ran), seeds aggregated: for each accuracy the mean over seeds, its 95% Student-t interval
+  (``<column>_low``, ``<column>_high``; ``brainalign.analysis.stats.mean_ci``, empty for one seed) and
+  ``n_seeds``; numbers rounded to 2 decimals (percentages) so that no float noise shows. Key columns
+  first: name, dataset, threat model, eps, clean, headline, n seeds. Needs pyarrow.
+- ``leaderboard_runs.parquet``: the per-seed rows the table aggregates (one per run folder).
+- ``leaderboard.html``: the aggregated table, self-contained (inline script, no network), sorts and filters;
+  rendered from ``brainalign/templates/leaderboard.html.j2``.
 
 ``eps`` is the threat model's stated headline eps for the data set (``brainalign.headline``), never the
 largest strength present. ``headline_acc`` is brainalign's headline robust accuracy (``headline_attack`` names
@@ -23,11 +29,13 @@ every attack of the threat model evaluated at that ``eps``; ``autoattack_acc`` i
 
 from __future__ import annotations
 
-import html
+import hashlib
 import importlib.resources
+import io
 import json
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +224,7 @@ def _row(card: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_leaderboard(root: str | Path, out: str | Path | None = None, *, threat_model: str | None = None,
-                      eps: float | None = None) -> Path:
+                      eps: float | None = None, echo: Callable[[str], None] | None = None) -> Path:
     """Aggregate the finished run folders below ``root``; returns the output folder.
 
     Args:
@@ -226,6 +234,7 @@ def build_leaderboard(root: str | Path, out: str | Path | None = None, *, threat
             else L2).
         eps: the headline strength (default: the threat model's stated eps for the run's data set,
             ``brainalign.headline.threat_model``).
+        echo: called with the table's key columns as console text (:func:`console_table`), best first.
     """
     root = Path(root)
     out = Path(out) if out is not None else root / OUT_DIR
@@ -249,9 +258,126 @@ def build_leaderboard(root: str | Path, out: str | Path | None = None, *, threat
         cards.append((norm, model_card(run, norm, eps if eps is not None else _headline_eps(run, norm))))
     _write_cards(out, cards)
     rows = [_row(card) for _, card in cards]
-    _write_parquet(out / "leaderboard.parquet", rows)
-    write_text(out / "leaderboard.html", render_html(rows, title=f"brainalign leaderboard: {root}"))
+    table = aggregate([(run, row) for run, row in zip(runs, rows, strict=True)])
+    _write_parquet(out / "leaderboard_runs.parquet", rows)
+    _write_parquet(out / "leaderboard.parquet", table)
+    write_text(out / "leaderboard.html", render_html(table, title=f"brainalign leaderboard: {root}"))
+    if echo is not None:
+        echo(console_table(table))
     return out
+
+
+def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Best first: headline robust accuracy, then the worst-attack robust accuracy; missing values last."""
+    return sorted(rows, key=lambda r: tuple(
+        x for c in ("headline_acc", "robust_acc") for x in (r.get(c) is None, -(r.get(c) or 0.0))))
+
+
+def console_table(rows: list[dict[str, Any]], limit: int = 20, width: int = 120) -> str:
+    """The aggregated rows' key columns (and robust_acc) as a plain-text table (rich), best first, at most
+    ``limit`` rows; accuracies as ``mean [low, high]`` in percent."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def shown(row: dict[str, Any], column: str) -> str:
+        value = row.get(column)
+        if value is None:
+            return "-"
+        if column.endswith("_acc"):
+            low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+            return f"{value:.1f}" + (f" [{low:.1f}, {high:.1f}]" if low is not None and high is not None else "")
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    columns = [*KEY_COLUMNS, "robust_acc"]
+    table = Table(*columns, box=None, pad_edge=False)
+    ranked = _ranked(rows)
+    for row in ranked[:limit]:
+        table.add_row(*(shown(row, c) for c in columns))
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    console.print(table)
+    text = "\n".join(line.rstrip() for line in console.export_text().rstrip().splitlines())
+    if len(ranked) > limit:
+        text += f"\n... and {len(ranked) - limit} more (leaderboard.html)"
+    return text
+
+
+# Fields of a run's config that say where or how fast it ran, not which model it trained.
+_NOT_CONFIGURATION = ("seed", "out_dir", "train.device", "train.threads")
+# Per-seed columns that are averaged over seeds, each with its 95% interval.
+AGGREGATED = ("clean_acc", "headline_acc", "robust_acc", "autoattack_acc")
+# The columns a reader needs first, in this order.
+KEY_COLUMNS = ("name", "dataset", "threat_model", "eps", "clean_acc", "headline_acc", "n_seeds")
+DECIMALS = 2
+
+
+def configuration_key(config: dict[str, Any]) -> str:
+    """A run's model configuration: its config less the seed and where it ran, as canonical JSON."""
+    config = json.loads(json.dumps(config, default=str))
+    for dotted in _NOT_CONFIGURATION:
+        *parents, leaf = dotted.split(".")
+        section = config
+        for part in parents:
+            section = section.get(part, {}) if isinstance(section, dict) else {}
+        if isinstance(section, dict):
+            section.pop(leaf, None)
+    return json.dumps(config, sort_keys=True)
+
+
+def _round(value: Any) -> Any:
+    return None if value is None or not math.isfinite(value) else round(float(value), DECIMALS)
+
+
+def aggregate(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per model configuration from ``(run, per-seed row)`` pairs: key columns first, then each
+    accuracy's mean over seeds with its 95% interval (``mean_ci``), rounded; ``n_seeds`` counts the runs.
+
+    ``configuration`` is a short hash of :func:`configuration_key`; rows that share a name (its config
+    changed between runs) carry it in the name. An accuracy missing in some seeds is averaged over those
+    that have it (``<column>_n`` says how many);
+    ``unreliable_seeds`` counts seeds whose self-checks failed; per-attack columns are seed means.
+    """
+    from brainalign.analysis.stats import mean_ci
+
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for run, row in runs:
+        key = (str(row["threat_model"]), repr(row["eps"]), configuration_key(run["config"]))
+        groups.setdefault(key, []).append(row)
+    table = []
+    for (_, _, config_key), members in groups.items():
+        members = sorted(members, key=lambda r: (r["seed"] is None, r["seed"] or 0))
+        first = members[0]
+        name = "/".join(str(p) for p in (first["experiment"], first["run"]) if p)
+        row: dict[str, Any] = {"name": name or first["model"], "dataset": first["dataset"],
+                               "threat_model": first["threat_model"], "eps": first["eps"]}
+        for column in AGGREGATED:
+            ci = mean_ci([r[column] for r in members if r[column] is not None])
+            row[column] = _round(ci["mean"])
+            row[f"{column}_low"], row[f"{column}_high"] = _round(ci["low"]), _round(ci["high"])
+            row[f"{column}_n"] = ci["n"]
+        row["n_seeds"] = len(members)
+        row = {**{c: row[c] for c in KEY_COLUMNS}, **row}
+        row.update({
+            "seeds": ", ".join(str(r["seed"]) for r in members),
+            "unreliable_seeds": sum(bool(r["unreliable"]) for r in members),
+            "headline_attack": first["headline_attack"],
+            "robust_attacks": ", ".join(sorted({str(r["robust_attack"]) for r in members if r["robust_attack"]})),
+            "regularizers": first["regularizers"], "regularizer_params": first["regularizer_params"],
+            "architecture": first["architecture"], "simulated_data": first["simulated_data"],
+            "additional_data": first["additional_data"], "n_examples": first["n_examples"],
+            "experiment": first["experiment"], "run": first["run"],
+            "models": ", ".join(r["model"] for r in members),
+        })
+        attack_columns = [c for r in members for c in r if "@" in c]
+        for column in dict.fromkeys(attack_columns):
+            values = [r[column] for r in members if r.get(column) is not None]
+            row[column] = _round(sum(values) / len(values)) if values else None
+        row["configuration"] = hashlib.sha256(config_key.encode()).hexdigest()[:8]
+        table.append(row)
+    names = [r["name"] for r in table]
+    for row in table:  # one name, several configurations (a config edited between runs): told apart
+        if names.count(row["name"]) > 1:
+            row["name"] += f" (config {row['configuration']})"
+    return table
 
 
 def _write_cards(out: Path, cards: list[tuple[str, dict[str, Any]]]) -> None:
@@ -303,79 +429,44 @@ def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
         frame.to_parquet(tmp, index=False)
 
 
-_SCRIPT = """
-const table = document.getElementById('board');
-const body = table.tBodies[0];
-let sortCol = -1, sortDir = 1;
-function cellValue(row, i) {
-  const c = row.cells[i];
-  if (c.dataset.v !== undefined) return c.dataset.v === '' ? null : parseFloat(c.dataset.v);
-  return c.textContent;
-}
-function sortBy(i) {
-  sortDir = (sortCol === i) ? -sortDir : -1;
-  sortCol = i;
-  const rows = Array.from(body.rows);
-  rows.sort((a, b) => {
-    const x = cellValue(a, i), y = cellValue(b, i);
-    if (x === null) return 1; if (y === null) return -1;
-    if (typeof x === 'number' && typeof y === 'number') return sortDir * (x - y);
-    return sortDir * String(x).localeCompare(String(y));
-  });
-  rows.forEach(r => body.appendChild(r));
-  Array.from(table.tHead.rows[0].cells).forEach((c, j) =>
-    c.setAttribute('aria-sort', j === i ? (sortDir > 0 ? 'ascending' : 'descending') : 'none'));
-}
-Array.from(table.tHead.rows[0].cells).forEach((c, i) => c.addEventListener('click', () => sortBy(i)));
-document.getElementById('filter').addEventListener('input', e => {
-  const terms = e.target.value.toLowerCase().split(/\\s+/).filter(Boolean);
-  let shown = 0;
-  Array.from(body.rows).forEach(r => {
-    const text = r.textContent.toLowerCase();
-    const keep = terms.every(t => text.includes(t));
-    r.hidden = !keep; shown += keep;
-  });
-  document.getElementById('count').textContent = shown + ' of ' + body.rows.length + ' models';
-});
-"""
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; }
-table { border-collapse: collapse; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; white-space: nowrap; }
-th { background: #f3f3f3; cursor: pointer; position: sticky; top: 0; }
-td.t { text-align: left; }
-tr.unreliable td { background: #fde8e8; }
-input { width: 30em; padding: 0.3em; margin-bottom: 0.8em; }
-"""
+def _shown(value: float) -> str:
+    return f"{value:.{DECIMALS}f}" if abs(value) >= 1 else f"{value:.4g}"
 
 
 def render_html(rows: list[dict[str, Any]], title: str = "brainalign leaderboard") -> str:
-    """A self-contained HTML table of leaderboard rows: click a header to sort, type to filter."""
+    """A self-contained HTML table of leaderboard rows: click a header to sort, type to filter.
+
+    A column ``X`` with ``X_low``/``X_high`` beside it shows as one cell, ``mean [low, high]`` (sorted by the
+    mean); rows are ordered by headline robust accuracy, then the worst-attack robust accuracy.
+    """
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
-    rows = sorted(rows, key=lambda r: (r.get("robust_acc") is None, -(r.get("robust_acc") or 0.0)))
+    folded = {f"{c}{suffix}" for c in columns if f"{c}_low" in columns for suffix in ("_low", "_high", "_n")}
+    columns = [c for c in columns if c not in folded]
+    rows = _ranked(rows)
 
-    def cell(value: Any) -> str:
+    def cell(row: dict[str, Any], column: str) -> dict[str, Any]:
+        value = row.get(column)
         if value is None:
-            return '<td data-v=""></td>'
+            return {"kind": "none"}
         if isinstance(value, bool):
-            return f'<td class="t">{"yes" if value else "no"}</td>'
+            return {"kind": "text", "text": "yes" if value else "no"}
         if isinstance(value, (int, float)):
-            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-            return f'<td data-v="{value!r}">{shown}</td>'
-        return f'<td class="t">{html.escape(str(value))}</td>'
+            low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+            return {"kind": "number", "value": repr(value),
+                    "text": _shown(value) if isinstance(value, float) else str(value),
+                    "ci": f"[{_shown(low)}, {_shown(high)}]" if low is not None and high is not None else ""}
+        return {"kind": "text", "text": str(value)}
 
-    head = "".join(f'<th aria-sort="none">{html.escape(c)}</th>' for c in columns)
-    body = "\n".join(
-        f'<tr{" class=unreliable" if r.get("unreliable") else ""}>' + "".join(cell(r.get(c)) for c in columns)
-        + "</tr>" for r in rows)
-    notes = ("Accuracies in percent. robust_acc: the worst attack evaluated at eps (native [0, 1] pixel units). "
-             "Rows in red failed a self-check. Click a column to sort; type to filter (all words must match).")
-    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n<p>{notes}</p>\n"
-            f'<input id=filter type=search placeholder="filter, e.g. pixel_similarity seed" aria-label=filter> '
-            f'<span id=count>{len(rows)} of {len(rows)} models</span>\n'
-            f"<table id=board><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>\n"
-            f"<script>{_SCRIPT}</script></body></html>\n")
+    notes = ("One row per model configuration, seeds aggregated: accuracies in percent, the mean over seeds "
+             "with its 95% confidence interval in brackets (none for one seed); n_seeds counts the seeds. "
+             "headline_acc: brainalign's headline robust accuracy; robust_acc: the worst attack evaluated at eps "
+             "(native [0, 1] pixel units). Rows in red have a seed that failed a self-check. Per-seed model "
+             "cards are in model_info/. Click a column to sort; type to filter (all words must match).")
+    from brainalign.templates import environment
+
+    shown = [{"unreliable": bool(r.get("unreliable") or r.get("unreliable_seeds")),
+              "cells": [cell(r, c) for c in columns]} for r in rows]
+    return environment().get_template("leaderboard.html.j2").render(title=title, notes=notes, columns=columns,
+                                                                      rows=shown)

@@ -46,6 +46,7 @@ import math
 import os
 import re
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -734,24 +735,137 @@ class SweepResult:
         }
 
 
+def trial_line(done: int, total: int, name: str, status: str, *, clean: float | None = None,
+               headline: float | None = None, seconds: float | None = None, error: str | None = None) -> str:
+    """The one console line of a finished trial: count, status, name, rounded accuracies (percent), time.
+
+    ``clean`` and ``headline`` are fractions (as in result.json), shown as percentages to one decimal.
+    """
+    from brainalign.headline import HEADLINE_NAME
+
+    parts = [f"[{done}/{total}]", f"{status:8s}", name]
+    if clean is not None and math.isfinite(clean):
+        parts.append(f"clean {100 * clean:.1f}%")
+    if headline is not None and math.isfinite(headline):
+        parts.append(f"{HEADLINE_NAME} {100 * headline:.1f}%")
+    if seconds is not None:
+        parts.append(f"{seconds:.0f} s")
+    if error:
+        parts.append(f"({error})")
+    return "  ".join(parts)
+
+
+def _run_numbers(run_dir: Path) -> dict[str, float | None]:
+    """Clean and headline robust accuracy of a finished run folder (``brainalign.headline``), for its line."""
+    from brainalign.analysis.runs import Run
+    from brainalign.headline import headline_accuracy
+
+    try:
+        result = results.read_result(run_dir)
+    except (BrainAlignError, OSError):
+        return {}
+    return {"clean": result.get("clean_accuracy"), "headline": headline_accuracy(Run(run_dir, result))}
+
+
+def _trial_reporter(todo: list[Trial], echo: Callable[[str], None]):
+    """A Tune callback that calls ``echo`` with one :func:`trial_line` per finished (or failed) trial."""
+    from ray.tune import Callback
+
+    by_key = {t.key: t for t in todo}
+
+    def say(line: str) -> None:
+        # To the caller's stdout: a quiet sweep redirects stdout while Tune runs (``_quiet_tune``). The stream
+        # is looked up through the module at call time, never captured: Tune pickles its callbacks.
+        import contextlib as cl
+        import sys as system
+
+        from brainalign import sweep as module
+
+        with cl.redirect_stdout(module._CALLER_STDOUT[-1] if module._CALLER_STDOUT else system.stdout):
+            echo(line)
+
+    class _Lines(Callback):
+        def __init__(self) -> None:
+            self.done = 0
+            self.start: dict[str, float] = {}
+
+        def on_trial_start(self, iteration, trials, trial, **info) -> None:
+            self.start.setdefault(trial.config["trial"]["key"], time.perf_counter())
+
+        def _line(self, trial, status: str, error: str | None = None) -> None:
+            key = trial.config["trial"]["key"]
+            self.done += 1
+            started = self.start.get(key)
+            seconds = None if started is None else time.perf_counter() - started
+            last = getattr(trial, "last_result", None) or {}
+            error = error or last.get("error")
+            numbers = {} if error else _run_numbers(by_key[key].run_dir)
+            if status == "finished" and not error and not last.get("run_complete", True):
+                status = "stopped"
+            say(trial_line(self.done, len(todo), by_key[key].name + f"__seed{by_key[key].seed}",
+                            "failed" if error else status, seconds=seconds, error=error, **numbers))
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self._line(trial, "finished")
+
+        def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+            t = by_key[trial.config["trial"]["key"]]
+            attempt = int(getattr(trial, "num_failures", 1) or 1) + 1
+            say(f"[retry]  {t.name}__seed{t.seed}  its worker raised or died; attempt {attempt} resumes from "
+                 f"the run folder's checkpoint")
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self._line(trial, "failed", f"the worker raised; see {RESULT}")
+
+    return _Lines()
+
+
 def _connect(ray, address: str | None, progress: bool) -> bool:
-    """Join ``address`` or start a local Ray; returns whether this call started Ray (and must stop it)."""
+    """Join ``address`` or start a local Ray; returns whether this call started Ray (and must stop it).
+
+    Without ``progress`` Ray is quiet: workers' output stays on the workers (``log_to_driver=False``) and
+    Ray's own log lines below warnings are dropped (``logging_level``); Tune runs at ``verbose=0``.
+    """
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    quiet = {} if progress else {"logging_level": "warning", "log_to_driver": False}
     try:
         if address:
-            ray.init(address=address, log_to_driver=progress)
+            ray.init(address=address, **({"log_to_driver": True} | quiet))
         else:
-            ray.init(include_dashboard=False, log_to_driver=progress)
+            ray.init(include_dashboard=False, **({"log_to_driver": True} | quiet))
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"at {address}" if address else "on this machine"
         raise ConfigError(f"cannot start or join a Ray cluster {where}: {str(exc).splitlines()[0]}") from None
     return True
 
 
-def _tune_trials(sweep: Sweep, todo: list[Trial], progress: bool, train_fn) -> dict[str, tuple[str, str | None]]:
-    """Run ``todo`` on Ray Tune; returns {trial key: (status, error)}."""
+_CALLER_STDOUT: list[Any] = []  # the stdout that a quiet sweep's lines go to, while Tune's is redirected
+
+
+@contextlib.contextmanager
+def _quiet_tune():
+    """Tune without its stdout (configuration box, tables) and without a traceback per failed attempt; the
+    trials' outcomes still come back (errors in sweep_result.json and the summary lines)."""
+    previous = os.environ.get("TUNE_PRINT_ALL_TRIAL_ERRORS")
+    os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
+    _CALLER_STDOUT.append(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        _CALLER_STDOUT.pop()
+        if previous is None:
+            os.environ.pop("TUNE_PRINT_ALL_TRIAL_ERRORS", None)
+        else:
+            os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = previous
+
+
+def _tune_trials(sweep: Sweep, todo: list[Trial], progress: bool, train_fn,
+                 on_trial: Callable[[str], None] | None = None) -> dict[str, tuple[str, str | None]]:
+    """Run ``todo`` on Ray Tune; returns {trial key: (status, error)}. ``on_trial`` gets one line per
+    finished trial (:func:`trial_line`)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -782,10 +896,12 @@ def _tune_trials(sweep: Sweep, todo: list[Trial], progress: bool, train_fn) -> d
                 trial_dirname_creator=lambda t: t.config["trial"]["key"]),
             run_config=tune.RunConfig(
                 name=sweep.experiment_dir.name, storage_path=storage, verbose=1 if progress else 0,
-                failure_config=tune.FailureConfig(max_failures=ex.retries)),
+                failure_config=tune.FailureConfig(max_failures=ex.retries),
+                callbacks=[_trial_reporter(todo, on_trial)] if on_trial is not None else None),
         )
-        # Tune prints its configuration box whatever the verbosity; progress=False means quiet.
-        with contextlib.nullcontext() if progress else contextlib.redirect_stdout(io.StringIO()):
+        # Tune prints its configuration box whatever the verbosity, and a traceback for every failed attempt
+        # (retried ones included: TUNE_PRINT_ALL_TRIAL_ERRORS); progress=False means quiet.
+        with contextlib.nullcontext() if progress else _quiet_tune():
             grid = tuner.fit()
         outcome: dict[str, tuple[str, str | None]] = {}
         for res in grid:
@@ -806,15 +922,20 @@ def _tune_trials(sweep: Sweep, todo: list[Trial], progress: bool, train_fn) -> d
         shutil.rmtree(storage, ignore_errors=True)
 
 
-def run_sweep(path: str | Path, address: str | None = None, progress: bool = True, *,
-              train_fn: Callable[..., Path] | None = None, raw: dict[str, Any] | None = None) -> SweepResult:
+def run_sweep(path: str | Path, address: str | None = None, progress: bool = False, *,
+              train_fn: Callable[..., Path] | None = None, raw: dict[str, Any] | None = None,
+              on_trial: Callable[[str], None] | None = None) -> SweepResult:
     """Run (or finish) the sweep of a sweep file on Ray Tune; returns every trial's outcome.
 
     Args:
         path: the sweep YAML.
         address: an existing Ray cluster (``host:port``, ``ray://host:port`` or ``auto``); None starts a local
             Ray on this machine (or uses the one already started in this process).
-        progress: show Tune's progress table.
+        progress: show Ray's and Tune's own output (progress table, worker output, log lines); off by
+            default, so that a sweep prints only what ``on_trial`` prints.
+        on_trial: called with one line per finished trial (:func:`trial_line`: count, status, name, clean
+            and headline robust accuracy in percent to one decimal, seconds); ``brainalign sweep`` passes
+            ``print``. Trials already finished before the call are not announced.
         train_fn: what a trial runs, ``train_fn(config, progress=False) -> run_dir`` (default
             ``brainalign.train.train``); it must be picklable by value for the workers.
         raw: the sweep's content, when it was built in code (``brainalign.tune``); ``path`` then names it.
@@ -837,7 +958,7 @@ def run_sweep(path: str | Path, address: str | None = None, progress: bool = Tru
         try:
             if not manifest_path.exists():
                 write_json(manifest_path, sweep.manifest())
-            status.update(_tune_trials(sweep, todo, progress, train_fn))
+            status.update(_tune_trials(sweep, todo, progress, train_fn, on_trial))
         finally:
             if started:
                 ray.shutdown()
@@ -854,6 +975,27 @@ def run_sweep(path: str | Path, address: str | None = None, progress: bool = Tru
         result.selection = selection_table(sweep)
     write_json(sweep.experiment_dir / RESULT, result.to_dict())
     return result
+
+
+def sweep_summary_lines(result: SweepResult) -> list[str]:
+    """What ``brainalign sweep`` prints after the trials: counts, each trial that did not finish (with its
+    error), the selection table rounded, and the sweep folder."""
+    counts = {s: sum(t.status == s for t in result.trials) for s in ("finished", "skipped", "stopped", "failed")}
+    words = {"skipped": "skipped (finished before)"}
+    lines = [f"{len(result.trials)} trials in {result.seconds:.0f} s: "
+             + ", ".join(f"{n} {words.get(s, s)}" for s, n in counts.items() if n)]
+    lines += [f"{t.status:8s} {t.run_dir}" + (f"  ({t.error})" if t.error else "")
+              for t in result.trials if t.status in ("stopped", "failed")]
+
+    def ratio(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    for row in result.selection or []:
+        setting = ", ".join(f"{k}={v}" for k, v in row["setting"].items())
+        lines.append(f"accepted={row['accepted']!s:5s} {setting}  clean ratio {ratio(row.get('clean_ratio'))}, "
+                     f"robust ratio {ratio(row.get('robust_ratio'))}, {row['n_seeds']} seeds")
+    lines.append(f"sweep folder: {result.experiment_dir}")
+    return lines
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -280,7 +280,7 @@ def matched_config(tuning: dict[str, Any], chosen: dict[str, Any], sweep, contro
 
 
 def run_tuning(path: str | Path, out: str | Path = "configs/tuned", address: str | None = None,
-               progress: bool = True, *, train_fn=None) -> dict[str, Any]:
+               progress: bool = False, *, train_fn=None, on_trial=None) -> dict[str, Any]:
     """Run a tuning file's sweep (finished trials are skipped), apply the rule per method, write the configs.
 
     Writes ``<out>/<method>.yaml`` (the selected setting as a run config, with a ``tuned`` note), for a control
@@ -298,7 +298,7 @@ def run_tuning(path: str | Path, out: str | Path = "configs/tuned", address: str
     tuning = load_tuning(path)
     content = sweep_content(tuning)
     sweep = load_sweep(path, content)  # validates every trial before anything runs
-    outcome = run_sweep(path, address, progress, train_fn=train_fn, raw=content)
+    outcome = run_sweep(path, address, progress, train_fn=train_fn, raw=content, on_trial=on_trial)
     if not outcome.complete:
         failed = [f"{t.name} seed {t.seed}: {t.status} {t.error or ''}".strip() for t in outcome.trials
                   if t.status not in ("finished", "skipped")]

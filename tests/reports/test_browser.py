@@ -1,6 +1,7 @@
 """The HTML report of tiny trained runs plus a study, opened in headless Chromium: every figure decodes,
-no script error occurs, and a screenshot is taken. Skipped only where /usr/bin/chromium is absent
-(`make test` installs Debian's chromium package)."""
+no script error occurs, the findings open the page, every condition has its own colour on screen, and a
+screenshot is kept (its path printed; under pytest's tmp dir, which keeps the last runs). Skipped only where
+/usr/bin/chromium is absent (`make test` installs Debian's chromium package)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,14 @@ def chromium(profile: Path, *args: str) -> str:
     return out.stdout
 
 
+def rendered_dom(page: Path, profile: Path) -> str:
+    """The DOM after the page's load handler ran, as Chromium rendered it."""
+    return chromium(profile, "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+
+
 def body_attributes(page: Path, profile: Path) -> dict[str, str]:
     """The <body> attributes after the page's load handler ran (the DOM as Chromium rendered it)."""
-    dom = chromium(profile, "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+    dom = rendered_dom(page, profile)
     body = re.search(r"<body([^>]*)>", dom)
     assert body, dom[:500]
     attrs = {k: html.unescape(v) for k, v in re.findall(r'([\w-]+)="([^"]*)"', body.group(1))}
@@ -64,9 +70,33 @@ def test_report_renders_in_chromium(report, tmp_path):
     assert "html:data-errors" not in attrs  # no error event fired at any time
     shot = tmp_path / "report.png"
     chromium(tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,3000", report["html"].as_uri())
+    print(f"report screenshot: {shot}")
     with Image.open(shot) as image:
         assert image.size == (1200, 3000)
         assert len(set(image.convert("L").resize((60, 150)).getdata())) > 20  # not a blank page
+
+
+def test_the_page_opens_with_the_findings_and_gives_each_condition_its_own_colour(report, tmp_path):
+    saved = json.loads(report["json"].read_text())
+    dom = rendered_dom(report["html"], tmp_path / "profile")
+    findings = dom[dom.index('id="findings"'):dom.index('id="summary"')]
+    statements = [html.unescape(s) for s in re.findall(r"<li>(.*?)</li>", findings)]
+    assert statements and statements == saved["findings"]["statements"]
+    assert dom.index('id="findings"') < dom.index('id="summary"')
+    swatches = re.findall(r'<span class="swatch" data-color="(#[0-9A-Fa-f]{6})"[^>]*></span>([\w-]+)', dom)
+    names = [c["name"] for c in saved["conditions"]]
+    assert sorted(name for _, name in swatches) == sorted(names) == sorted(tiny_runs.CONDITIONS)
+    colors = {color.lower() for color, _ in swatches}
+    assert len(colors) == len(names)  # a distinct colour per condition
+    shot = tmp_path / "conditions.png"
+    chromium(tmp_path / "profile", "--force-color-profile=srgb", f"--screenshot={shot}", "--window-size=1200,3000",
+             report["html"].as_uri())
+    print(f"report screenshot: {shot}")
+    with Image.open(shot) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=int).reshape(-1, 3)
+    for color in colors:  # each colour is on screen (its swatch, its curve), not only in the markup
+        rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(pixels - rgb).max(axis=1) <= 4).sum() >= 20, color
 
 
 def test_browser_check_catches_broken_figures_and_script_errors(report, tmp_path):

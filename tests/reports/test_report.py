@@ -16,6 +16,7 @@ KEY = "pgd_linf[steps=10]"
 AA = "autoattack_linf"
 ZERO_GRAD = "zero_gradients: 12.0% of examples have an exactly zero input gradient (> 1.0%): gradient masking"
 TARGET = {"name": "neural_similarity", "control": "none", "simulated": True, "description": "sim_it responses",
+          "recording": "sim_it",
           "diagnostics": {"pixel_correlation": 0.86, "zero_share": 0.05, "offdiag_rms": 0.31,
                           "effective_rank_ratio": 0.4, "warnings": ["target is mostly pixels: r=0.86"]}}
 
@@ -90,3 +91,70 @@ def test_missing_pieces_are_not_computed(tmp_path):
                  "structure-specific gains: not computed", "PGD versus AutoAttack/APGD check: not computed"):
         assert text in page
     assert "simulated-banner" not in page and "UNRELIABLE" not in page
+
+
+def test_findings_in_words_open_the_page(rich):
+    root, paths = rich
+    report = json.loads(paths["json"].read_text())
+    findings = report["findings"]
+    assert findings["computed"] is True
+    # No run here was evaluated with the headline attacks: the findings say so instead of "no clear gain".
+    assert "neural: gain under the headline attack not computed (the headline attack was not run on its seeds " \
+           "and the same-seed baseline's)." in findings["statements"]
+    assert not any("CI holds 0" in s for s in findings["statements"])
+    page = paths["html"].read_text()
+    assert page.index('id="findings"') < page.index('id="summary"') < page.index('id="curves"')
+    shown = re.findall(r"<li>(.*?)</li>", page[page.index('id="findings"'):page.index('id="summary"')])
+    assert [html.unescape(s) for s in shown] == findings["statements"]
+    md = paths["md"].read_text()
+    assert md.index("## Findings") < md.index("## Conditions")
+    assert all(f"- {s}" in md for s in findings["statements"])
+
+
+def test_each_condition_has_its_own_colour_and_its_role_a_marker(rich):
+    from brainalign.reports.plots import BASELINE_COLOR, PALETTE, ROLE_STYLE, styles
+
+    root, paths = rich
+    report = json.loads(paths["json"].read_text())
+    page = paths["html"].read_text()
+    swatches = re.findall(r'<span class="swatch" data-color="(#[0-9A-Fa-f]{6})"[^>]*></span>([\w-]+)', page)
+    style = styles(report["conditions"])
+    assert dict((name, color) for color, name in swatches) == {n: s["color"] for n, s in style.items()}
+    assert len({color for color, _ in swatches}) == len(report["conditions"]) == 4
+    assert style["baseline"]["color"] == BASELINE_COLOR
+    assert style["adv_training"]["marker"] == ROLE_STYLE["defence"]["marker"] != style["neural"]["marker"]
+    many = [{"name": f"d{i}", "role": "defence"} for i in range(len(PALETTE))] + [{"name": "b", "role": "baseline"}]
+    assert len({s["color"] for s in styles(many).values()}) == len(PALETTE) + 1
+
+
+def test_curves_name_the_attacks_parameter():
+    from brainalign.reports.plots import strength_label
+
+    assert strength_label({"norm": "Linf", "parameter": "eps"}) == "eps (Linf, native [0, 1] pixel units)"
+    assert strength_label({"norm": "none", "parameter": "sigma"}) == "sigma"
+    assert strength_label({"norm": None}) == "eps"
+
+
+def test_each_simulated_recording_is_explained(rich):
+    from brainalign.registry import NEURAL_LOADERS
+
+    root, paths = rich
+    report = json.loads(paths["json"].read_text())
+    (sim_it,) = report["simulated_recordings"]
+    assert sim_it["name"] == "sim_it" and sim_it["used_by"] == ["neural"]
+    assert sim_it["description"] == NEURAL_LOADERS.entry("sim_it").description
+    assert sim_it["summary"].startswith("Simulated IT-like spike counts")
+    page = html.unescape(paths["html"].read_text())
+    section = page[page.index('id="simulated-recordings"'):page.index('id="summary"')]
+    assert f"<b>sim_it</b> (used by neural): {sim_it['description']}. {sim_it['summary']}." in section
+    assert "they carry no brain\nsignal" in section
+
+
+def test_the_clean_robust_plane_zooms_on_its_points_within_0_1():
+    from brainalign.reports.plots import _span
+
+    # 0.88..0.95 padded by 0.05 is 0.83..1.0, under 0.2 wide: widened to 0.2 around 0.915, then clipped at 1
+    assert _span([{"mean": 0.9, "low": 0.88, "high": 0.92}, {"mean": 0.95, "low": float("nan")}]) == \
+        pytest.approx((0.815 - 0.01, 1.0 + 0.01))
+    low, high = _span([{"mean": 0.02, "low": -0.5, "high": 0.3}])  # a t-interval over 2 seeds can leave [0, 1]
+    assert low == pytest.approx(-0.01) and high == pytest.approx(0.36)

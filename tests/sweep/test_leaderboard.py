@@ -87,7 +87,7 @@ def test_robust_accuracy_is_the_worst_attack_at_the_stated_eps_and_failed_self_c
 
     import pandas as pd
 
-    table = pd.read_parquet(out / "leaderboard.parquet").set_index("model")
+    table = pd.read_parquet(out / "leaderboard_runs.parquet").set_index("model")
     assert table.loc["lb__a__seed0", "robust_acc"] == pytest.approx(25.0)
     assert table.loc["lb__b__seed0", "fgsm@0.1"] == pytest.approx(55.0)
     assert table.loc["lb__b__seed0", "regularizers"] == "pixel_similarity(w=4)"
@@ -95,8 +95,54 @@ def test_robust_accuracy_is_the_worst_attack_at_the_stated_eps_and_failed_self_c
     page = (out / "leaderboard.html").read_text()
     assert "<script>" in page and "addEventListener('click'" in page and "id=filter" in page
     assert not re.search(r"(src|href)=[\"']?(https?:)?//", page)  # self-contained: nothing fetched
-    assert page.index("lb__b__seed0") < page.index("lb__a__seed0")  # sorted by robust accuracy
+    assert page.index("lb/b") < page.index("lb/a")  # sorted by robust accuracy
     assert "class=unreliable" in page
+
+
+def test_one_row_per_configuration_with_seeds_aggregated_rounded_and_key_columns_first(tmp_path, fake_run):
+    import pandas as pd
+    from scipy import stats
+
+    clean = {"a": [0.46000001, 0.5, 0.52], "b": [0.8]}
+    robust = {"a": [0.2, 0.25, 0.3], "b": [0.4]}
+    for name, values in clean.items():
+        for seed, (c, r) in enumerate(zip(values, robust[name], strict=True)):
+            fake_run(config(tmp_path, name, seed=seed, train={"threads": seed + 1}),
+                     c, {"pgd_linf[steps=10]": {"eps": [0.0, 0.1], "accuracy": [c, r]}})
+    # same name, another configuration (a different width): its own row, never pooled with "a"
+    fake_run(parse_config({"experiment": "lb", "name": "a", "seed": 7, "out_dir": str(tmp_path / "runs"),
+                           "model": {"name": "small_cnn", "width": 16}}), 0.9)
+    printed: list[str] = []
+    out = build_leaderboard(tmp_path / "runs", echo=printed.append)
+    table = pd.read_parquet(out / "leaderboard.parquet")
+    assert list(table.columns[:7]) == ["name", "dataset", "threat_model", "eps", "clean_acc", "headline_acc",
+                                       "n_seeds"]
+    assert len(table) == 3 and len(pd.read_parquet(out / "leaderboard_runs.parquet")) == 5
+    a = table[table["name"].str.startswith("lb/a (config ") & (table["n_seeds"] == 3)].iloc[0]
+    values = [100 * v for v in clean["a"]]
+    mean, sem = sum(values) / 3, stats.sem(values)
+    low, high = stats.t.interval(0.95, 2, loc=mean, scale=sem)
+    assert a["clean_acc"] == round(mean, 2) and a["clean_acc_n"] == 3
+    assert a["clean_acc_low"] == round(low, 2) and a["clean_acc_high"] == round(high, 2)
+    assert a["robust_acc"] == 25.0 and a["pgd_linf[steps=10]@0.1"] == 25.0 and a["seeds"] == "0, 1, 2"
+    for column in ("clean_acc", "clean_acc_low", "clean_acc_high", "robust_acc"):
+        assert round(a[column], 2) == a[column]  # no float noise such as 48.666666667
+    b = table[table["name"] == "lb/b"].iloc[0]
+    assert b["n_seeds"] == 1 and b["clean_acc"] == 80.0 and pd.isna(b["clean_acc_low"])  # no interval from one seed
+    other = table[table["name"].str.startswith("lb/a (config ") & (table["n_seeds"] == 1)].iloc[0]
+    assert other["configuration"] != a["configuration"] and other["name"] != a["name"]
+    for card in ("lb__a__seed0", "lb__a__seed1", "lb__a__seed2", "lb__a__seed7", "lb__b__seed0"):
+        assert (out / "model_info" / "digits" / "Linf" / f"{card}.json").is_file()  # per-seed cards stay
+    page = (out / "leaderboard.html").read_text()
+    assert f'{round(mean, 2):.2f} <span class="ci">[{round(low, 2):.2f}, {round(high, 2):.2f}]</span>' in page
+    assert "clean_acc_low" not in page and "46.000001" not in page
+    (console,) = printed
+    lines = console.splitlines()
+    assert lines[0].split() == ["name", "dataset", "threat_model", "eps", "clean_acc", "headline_acc", "n_seeds",
+                                "robust_acc"]
+    assert len(lines) == 4 and [line.split()[-1] for line in lines[1:]] == ["45.0", "40.0", "37.4]"]  # best first
+    assert lines[2].startswith("lb/b ")
+    assert f"{round(mean, 2):.1f} [{round(low, 2):.1f}, {round(high, 2):.1f}]" in console
 
 
 def test_html_escapes_what_it_shows():

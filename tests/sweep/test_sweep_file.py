@@ -228,3 +228,54 @@ def test_the_shipped_sweep_files_are_valid(name, n_trials):
     sweep = load_sweep(Path(__file__).parents[2] / "configs" / name)
     assert len(sweep.trials) == n_trials and len({t.key for t in sweep.trials}) == n_trials
     assert sweep.experiment_dir.name == name.removesuffix(".yaml")
+
+
+def test_a_trials_line_is_rounded_and_names_the_headline():
+    from brainalign.headline import HEADLINE_NAME
+    from brainalign.sweep import trial_line
+
+    line = trial_line(2, 4, "sw-lr=0.003__seed1", "finished", clean=0.9123456, headline=1 / 3, seconds=12.46)
+    assert line == f"[2/4]  finished  sw-lr=0.003__seed1  clean 91.2%  {HEADLINE_NAME} 33.3%  12 s"
+    failed = trial_line(1, 1, "x__seed0", "failed", error="ConfigError: bad")
+    assert failed == "[1/1]  failed    x__seed0  (ConfigError: bad)"
+    assert "nan" not in trial_line(1, 1, "x__seed0", "finished", clean=0.5, headline=float("nan"))
+
+
+def test_the_sweep_summary_counts_trials_and_rounds_the_selection(tmp_path):
+    from brainalign.sweep import SweepResult, TrialOutcome, sweep_summary_lines
+
+    trials = [TrialOutcome("a", 0, {}, tmp_path / "a__seed0", "finished"),
+              TrialOutcome("b", 0, {}, tmp_path / "b__seed0", "skipped"),
+              TrialOutcome("c", 0, {}, tmp_path / "c__seed0", "failed", "ValueError: boom")]
+    selection = [{"setting": {"train.lr": 0.01}, "accepted": True, "clean_ratio": 0.98765432,
+                  "robust_ratio": 1.2345678, "n_seeds": 2}]
+    lines = sweep_summary_lines(SweepResult(tmp_path, tmp_path / "m.json", trials, selection, seconds=33.7))
+    assert lines[0] == "3 trials in 34 s: 1 finished, 1 skipped (finished before), 1 failed"
+    assert lines[1] == f"failed   {tmp_path / 'c__seed0'}  (ValueError: boom)"
+    assert lines[2] == "accepted=True  train.lr=0.01  clean ratio 0.988, robust ratio 1.235, 2 seeds"
+    assert lines[3] == f"sweep folder: {tmp_path}" and len(lines) == 4
+
+
+def test_trial_lines_reach_the_callers_stdout_while_tune_is_silenced(sweep_file, capsys):
+    pytest.importorskip("ray")
+    from types import SimpleNamespace
+
+    from brainalign.sweep import _quiet_tune, _trial_reporter, load_sweep
+
+    sweep = load_sweep(sweep_file(grid={"train.lr": [0.003, 0.01]}))
+    reporter = _trial_reporter(sweep.trials, print)
+    trial = SimpleNamespace(config={"trial": {"key": sweep.trials[1].key}}, last_result={"run_complete": True},
+                            num_failures=1)
+    with _quiet_tune():
+        from ray import cloudpickle
+
+        cloudpickle.dumps(reporter)  # Tune pickles its callbacks: no stream may be held (pytest's is not picklable)
+        print("Tune's own output")
+        reporter.on_trial_recover(0, [], trial)
+        reporter.on_trial_complete(0, [], trial)
+    out = capsys.readouterr().out
+    name = f"{sweep.trials[1].name}__seed{sweep.trials[1].seed}"
+    assert "Tune's own output" not in out
+    assert out.splitlines()[0].startswith(f"[retry]  {name}  ") and "attempt 2" in out
+    # the run folder does not exist and Tune never said it started: no numbers, no time
+    assert out.splitlines()[1] == f"[1/2]  finished  {name}"

@@ -52,14 +52,15 @@ def swept(tmp_path_factory, tiny_run):
     (root / "log").mkdir()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        result = run_sweep(path, progress=False, train_fn=killing_train_fn(str(root / "log"), VICTIM))
+        lines: list[str] = []
+        result = run_sweep(path, train_fn=killing_train_fn(str(root / "log"), VICTIM), on_trial=lines.append)
     finally:
         ray.shutdown()
-    return path, root / "log", result
+    return path, root / "log", result, lines
 
 
 def test_the_sweep_completes_with_every_run_folder(swept):
-    path, _, result = swept
+    path, _, result, _ = swept
     sweep = load_sweep(path)
     assert result.complete and [t.status for t in result.trials] == ["finished", "finished"]
     assert [t.run_dir for t in result.trials] == [t.run_dir for t in sweep.trials]
@@ -73,8 +74,21 @@ def test_the_sweep_completes_with_every_run_folder(swept):
     assert [t["status"] for t in read_json(sweep.experiment_dir / RESULT)["trials"]] == ["finished", "finished"]
 
 
+def test_each_finished_trial_is_one_rounded_line_once_even_after_a_retry(swept):
+    path, _, _, lines = swept
+    sweep = load_sweep(path)
+    finished = [line for line in lines if not line.startswith("[retry]")]
+    assert sorted(line.split()[0] for line in finished) == ["[1/2]", "[2/2]"]
+    (retry,) = [line for line in lines if line.startswith("[retry]")]  # the victim's worker was killed once
+    assert f"{VICTIM}__seed0" in retry and "attempt 2" in retry
+    for trial in sweep.trials:
+        (line,) = [x for x in finished if f"{trial.name}__seed{trial.seed}" in x]
+        clean = results.read_result(trial.run_dir)["clean_accuracy"]
+        assert line.split()[1] == "finished" and f"clean {100 * clean:.1f}%" in line, line
+
+
 def test_a_killed_worker_is_retried_in_a_new_process_and_keeps_its_work(swept):
-    path, log_dir, _ = swept
+    path, log_dir, _, _ = swept
     attempts = (log_dir / f"{VICTIM}.attempts").read_text().split("\n")[:-1]
     assert len(attempts) == 2, attempts
     (killed_pid, weights_mtime), (retry_pid, _) = (line.split() for line in attempts)
@@ -86,7 +100,7 @@ def test_a_killed_worker_is_retried_in_a_new_process_and_keeps_its_work(swept):
 
 
 def test_rerunning_the_sweep_skips_every_finished_trial_without_ray(swept, monkeypatch):
-    path, _, _ = swept
+    path, _, _, _ = swept
     monkeypatch.setattr(sweep_mod, "_import_ray", lambda: pytest.fail("a finished sweep must not start Ray"))
     stamps = [(t.run_dir / results.RESULT).stat().st_mtime_ns for t in load_sweep(path).trials]
     again = run_sweep(path, progress=False)
@@ -96,7 +110,7 @@ def test_rerunning_the_sweep_skips_every_finished_trial_without_ray(swept, monke
 
 def test_the_sweeps_leaderboard_validates_against_its_schema(swept, tmp_path):
     jsonschema = pytest.importorskip("jsonschema")
-    path, _, _ = swept
+    path, _, _, _ = swept
     out = build_leaderboard(load_sweep(path).experiment_dir, tmp_path / "board")
     cards = sorted((out / "model_info" / "digits" / "Linf").glob("*.json"))
     assert [c.stem for c in cards] == ["lr=0.003__seed0", "lr=0.01__seed0"]

@@ -160,7 +160,11 @@ def statements(summary: dict[str, Any]) -> list[str]:
             elif g["median"] < 0.1:
                 out.append(f"{name}: the {g['name']} term's gradient is a small fraction of cross-entropy's "
                            f"(median ratio {g['median']:.2f}); it may barely act.")
-        if c["role"] in ("regularizer", "control", "defence") and "gain" in c:
+        if c["role"] in ("regularizer", "control", "defence", "other") and "gain" in c:
+            if c["gain"].get("n", 0) == 0:
+                out.append(f"{name}: gain under the headline attack not computed (the headline attack was not run "
+                           f"on its seeds and the same-seed baseline's).")
+                continue
             side = _excludes_zero(c["gain"])
             word = {"above": "a robustness gain over the baseline (95% CI above 0)",
                     "below": "a robustness loss against the baseline (95% CI below 0)",

@@ -48,7 +48,7 @@ def _curves(groups: dict[str, list[Run]], key: str, level: float) -> dict[str, A
                 entry = entry or run.robustness[key]
     eps = sorted(grid)
     out = {"eps": eps, "family": entry.get("family"), "norm": entry.get("norm"), "attack": entry.get("attack"),
-           "conditions": {}}
+           "parameter": entry.get("parameter", "eps"), "conditions": {}}
     for name, group in groups.items():
         curves = [c for c in (r.curve(key) for r in group) if c]
         if not curves:
@@ -88,14 +88,55 @@ def _safe(fn, *args, **kwargs) -> dict[str, Any]:
     return out
 
 
-def _claims(experiment_dir: Path, base: str | None) -> dict[str, Any]:
+def _summary(experiment_dir: Path, base: str | None) -> dict[str, Any]:
+    """summary.json's content (``brainalign.analysis.summary.summarize``), or why it could not be made."""
+    try:
+        return {"computed": True, **summarize(experiment_dir, baseline=base or "baseline")}
+    except BrainAlignError as exc:
+        return _not_computed(str(exc))
+
+
+def _claims(summary: dict[str, Any], base: str | None) -> dict[str, Any]:
     """The claims table (``brainalign.claims``), from the same summary as summary.json."""
     if base is None:
         return _not_computed("no baseline condition: the claims compare gains over the baseline")
-    try:
-        return {"computed": True, "rows": summarize(experiment_dir, baseline=base)["claims"]}
-    except BrainAlignError as exc:
-        return _not_computed(str(exc))
+    if not summary["computed"]:
+        return summary
+    return {"computed": True, "rows": summary["claims"]}
+
+
+def _findings(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the numbers say in words (``brainalign.analysis.summary.statements``): the report's first lines."""
+    if not summary["computed"]:
+        return summary
+    return {"computed": True, "statements": list(summary.get("statements") or [])}
+
+
+def simulated_recordings(diagnostics: list[dict[str, Any]], study: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each simulated recording behind a condition's targets or the study, with what it is in words: the
+    loader's registered description and its docstring's first line (``brainalign.registry.NEURAL_LOADERS``,
+    the one place that says what a simulation computes)."""
+    from brainalign.errors import ConfigError
+    from brainalign.registry import NEURAL_LOADERS
+
+    used: dict[str, list[str]] = {}
+    for d in diagnostics:
+        if d["simulated"] and d.get("recording"):
+            used.setdefault(str(d["recording"]), []).append(d["condition"])
+    recording = (study.get("recording") or {}) if study.get("computed") else {}
+    if recording.get("simulated") and recording.get("name"):
+        used.setdefault(str(recording["name"]), []).append("the study")
+    out = []
+    for name, users in used.items():
+        try:
+            entry = NEURAL_LOADERS.entry(name)
+        except ConfigError:
+            out.append({"name": name, "used_by": users, "description": "", "summary": "not a registered loader"})
+            continue
+        doc = (getattr(entry.obj, "__doc__", None) or "").strip().split("\n")[0].rstrip(".")
+        out.append({"name": name, "used_by": list(dict.fromkeys(users)), "description": entry.description,
+                    "summary": doc})
+    return out
 
 
 def _study(experiment_dir: Path) -> dict[str, Any]:
@@ -117,6 +158,7 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
     runs = load_runs(experiment_dir)
     groups = by_condition(runs)
     base = find_baseline(runs, baseline)
+    summary = _summary(experiment_dir, base)
     study = _study(experiment_dir)
     if attack is None and study.get("computed"):
         attack = (study.get("settings") or {}).get("attack")
@@ -162,6 +204,7 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
                 diagnostics.append({"condition": name, "regularizer": target.get("name"),
                                     "control": target.get("control", "none"),
                                     "simulated": bool(target.get("simulated")),
+                                    "recording": target.get("recording"),
                                     "description": target.get("description", ""),
                                     "diagnostics": target.get("diagnostics")})
 
@@ -197,7 +240,9 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
         "strong_attack": _safe(strong_attack_check, runs, baseline=base) if key else
         _not_computed("no attack results"),
         "target_diagnostics": diagnostics,
-        "claims": _claims(experiment_dir, base),
+        "simulated_recordings": simulated_recordings(diagnostics, study),
+        "claims": _claims(summary, base),
+        "findings": _findings(summary),
         "study": study,
     }
 

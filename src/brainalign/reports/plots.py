@@ -1,8 +1,11 @@
 """The report's figures, drawn with matplotlib's Agg backend into PNG bytes (embedded as base64 in HTML).
 
 Each function takes parts of the collected report (``brainalign.reports.collect``) and returns PNG bytes,
-or None when there is nothing to draw. Colours follow a condition's role: the baseline black, defences
-(robustness references) red, controls grey, regularizers the default colour cycle.
+or None when there is nothing to draw. Every condition has its own colour, colour-blind safe (the baseline
+black, then Okabe & Ito's palette, then Paul Tol's muted one); its role shows as marker and line style
+(``ROLE_STYLE``), so that four defences are four colours with one marker. Legends sit outside the axes,
+to the right; figures are drawn about as wide as the page (``WIDTH`` inches at 100 dpi). CI bands of
+accuracies are drawn clipped to [0, 1].
 """
 
 from __future__ import annotations
@@ -13,13 +16,19 @@ from typing import Any
 
 import numpy as np
 
+# Marker and line style by role; the colour is the condition's own.
 ROLE_STYLE = {
-    "baseline": {"color": "black", "marker": "s", "linestyle": "-"},
-    "defence": {"color": "#d62728", "marker": "*", "linestyle": "--"},
-    "control": {"color": "#7f7f7f", "marker": "v", "linestyle": ":"},
-    "other": {"color": "#8c564b", "marker": "D", "linestyle": "-."},
+    "baseline": {"marker": "s", "linestyle": "-"},
+    "regularizer": {"marker": "o", "linestyle": "-"},
+    "control": {"marker": "v", "linestyle": ":"},
+    "defence": {"marker": "*", "linestyle": "--"},
+    "other": {"marker": "D", "linestyle": "-."},
 }
-_CYCLE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#bcbd22", "#e377c2"]
+BASELINE_COLOR = "#000000"
+# Okabe & Ito (2008) without black and with yellow last (faint on white), then Paul Tol's muted scheme.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
+           "#332288", "#882255", "#117733", "#999933", "#AA4499", "#44AA99", "#DDCC77", "#F0E442"]
+WIDTH = 11.0  # inches at 100 dpi: about the page's width
 
 
 def _plt():
@@ -47,15 +56,34 @@ def _arr(values) -> np.ndarray:
 
 
 def styles(conditions: Sequence[dict[str, Any]]) -> dict[str, dict[str, str]]:
-    """A colour, marker and line style per condition name, by role."""
+    """A colour, marker and line style per condition name: the colour the condition's own (the baseline
+    black, the others in ``PALETTE`` order, repeating only past its length), marker and line style by role."""
     out, k = {}, 0
     for c in conditions:
-        style = ROLE_STYLE.get(c["role"])
-        if style is None:
-            style = {"color": _CYCLE[k % len(_CYCLE)], "marker": "o", "linestyle": "-"}
-            k += 1
-        out[c["name"]] = dict(style)
+        if c["role"] == "baseline":
+            color = BASELINE_COLOR
+        else:
+            color, k = PALETTE[k % len(PALETTE)], k + 1
+        out[c["name"]] = {"color": color, **ROLE_STYLE.get(c["role"], ROLE_STYLE["other"])}
     return out
+
+
+def _legend_outside(ax, title: str | None = None) -> None:
+    """The legend to the right of the axes, never on the data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=9,
+                  title=title, title_fontsize=9, frameon=False)
+
+
+def strength_label(curves: dict[str, Any]) -> str:
+    """The x-axis label of a curve: the attack's parameter by name (eps, sigma, severity, ...), with the norm
+    and units for norm-bounded attacks."""
+    parameter = curves.get("parameter") or "eps"
+    norm = curves.get("norm")
+    if norm in ("Linf", "L2"):
+        return f"{parameter} ({norm}, native [0, 1] pixel units)"
+    return parameter
 
 
 def accuracy_curves(key: str, curves: dict[str, Any], style: dict[str, dict[str, str]],
@@ -64,26 +92,37 @@ def accuracy_curves(key: str, curves: dict[str, Any], style: dict[str, dict[str,
     if not curves["conditions"]:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.2))
     eps = np.asarray(curves["eps"], dtype=float)
     if len(high_eps):
-        ax.axvspan(min(high_eps), max(high_eps), color="#fff3cd", alpha=0.6, lw=0, label="high-eps range")
+        ax.axvspan(min(high_eps), max(high_eps), color="#fff3cd", lw=0, label="high-eps range")
     for name, c in curves["conditions"].items():
         s = style.get(name, {"color": "C0", "marker": "o", "linestyle": "-"})
         mean, low, high = _arr(c["mean"]), _arr(c["low"]), _arr(c["high"])
-        ax.plot(eps, mean, color=s["color"], marker=s["marker"], linestyle=s["linestyle"], ms=4,
+        ax.plot(eps, mean, color=s["color"], marker=s["marker"], linestyle=s["linestyle"], ms=7, lw=1.8,
                 label=f"{name} (n={c['n']})")
         ok = np.isfinite(low) & np.isfinite(high)
         if ok.any():
-            ax.fill_between(eps, np.where(ok, low, mean), np.where(ok, high, mean), color=s["color"], alpha=0.15,
-                            lw=0)
-    ax.set_xlabel(f"strength ({curves.get('norm') or 'native'} eps, [0, 1] pixel units)")
+            # An accuracy lies in [0, 1]; a t-interval over 2 seeds can reach far beyond and hide the curves.
+            ax.fill_between(eps, np.clip(np.where(ok, low, mean), 0, 1), np.clip(np.where(ok, high, mean), 0, 1),
+                            color=s["color"], alpha=0.12, lw=0)
+    ax.set_xlabel(strength_label(curves))
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(key)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    _legend_outside(ax, "condition (seeds)")
     return _png(fig)
+
+
+def _span(cis: Sequence[dict[str, float]], pad: float = 0.05) -> tuple[float, float]:
+    """Axis limits around means and finite interval bounds, padded, within [0, 1] (and at least 0.2 wide)."""
+    values = [v for c in cis for v in (c.get("mean"), c.get("low"), c.get("high")) if _finite(v)]
+    low, high = max(0.0, min(values) - pad), min(1.0, max(values) + pad)
+    if high - low < 0.2:
+        mid = (low + high) / 2
+        low, high = max(0.0, mid - 0.1), min(1.0, mid + 0.1)
+    return low - 0.01, high + 0.01
 
 
 def clean_robust_plane(conditions: Sequence[dict[str, Any]], style: dict[str, dict[str, str]],
@@ -94,7 +133,7 @@ def clean_robust_plane(conditions: Sequence[dict[str, Any]], style: dict[str, di
     if not points:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.0, 5.0))
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.75, 5.0))
     for c in points:
         s = style[c["name"]]
         x, y = c["clean_accuracy"], c["robust_accuracy"]
@@ -102,17 +141,15 @@ def clean_robust_plane(conditions: Sequence[dict[str, Any]], style: dict[str, di
         yerr = [[y["mean"] - y["low"]], [y["high"] - y["mean"]]] if _finite(y.get("low")) else None
         defence = c["role"] == "defence"
         ax.errorbar(x["mean"], y["mean"], xerr=xerr, yerr=yerr, fmt=s["marker"], color=s["color"],
-                    ms=14 if defence else 7, capsize=3, label=f"{c['name']} ({c['role']})")
-        ax.annotate(c["name"], (x["mean"], y["mean"]), textcoords="offset points", xytext=(6, 6), fontsize=8,
-                    fontweight="bold" if defence else "normal", color=s["color"])
+                    ms=14 if defence else 8, capsize=3, label=f"{c['name']} ({c['role']})")
     ax.plot([0, 1], [0, 1], color="#cccccc", lw=1, zorder=0)
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(*_span([c["clean_accuracy"] for c in points]))  # zoomed on the points: they often crowd a corner
+    ax.set_ylim(*_span([c["robust_accuracy"] for c in points]))
     ax.set_xlabel("clean accuracy")
     ax.set_ylabel(f"robust accuracy ({attack})" if attack else "robust accuracy")
     ax.set_title("clean versus robust accuracy (defences starred)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    _legend_outside(ax, "condition (role)")
     return _png(fig)
 
 

@@ -1,5 +1,10 @@
 """Render a collected report as one self-contained HTML page (figures as base64 PNG) and as Markdown.
 
+The page comes from Jinja2 templates shipped in ``brainalign/templates/`` (``report.html.j2``, with
+its tables and figures from ``macros.html.j2``), autoescaped; the tables' rows are built here once and
+shared with the Markdown. It opens with the findings in words (``brainalign.analysis.summary.statements``)
+and shows each condition's colour (the one its curves use, ``plots.styles``) beside its name.
+
 The HTML carries a small inline script that records, once the page has loaded, whether every figure
 decoded (``<body data-images-ok="true">``, ``data-images-broken``) and any script error
 (``data-errors``); a browser test reads these attributes from the rendered DOM.
@@ -7,11 +12,13 @@ decoded (``<body data-images-ok="true">``, ``data-images-broken``) and any scrip
 
 from __future__ import annotations
 
-import base64
+import functools
 import html
 import math
 from collections.abc import Sequence
 from typing import Any
+
+from markupsafe import Markup
 
 from brainalign.reports import plots
 
@@ -39,7 +46,7 @@ CHECK_SCRIPT = """
 """
 
 STYLE = """
-body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto; max-width: 1100px;
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto; max-width: 1200px;
        color: #222; line-height: 1.45; padding: 0 1em; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.8em; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
@@ -54,7 +61,10 @@ th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: ta
 .badge.role-control { background: #e8e8e8; color: #555; } .badge.role-regularizer { background: #dbeafe; }
 .badge.role-other { background: #f5ebe0; }
 tr.defence td { background: #fff5f5; } figure { margin: 1em 0; } figcaption { font-size: 0.85em; color: #555; }
-img { max-width: 100%; border: 1px solid #eee; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+.swatch { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 2px; margin-right: 0.4em;
+          vertical-align: -0.1em; border: 1px solid #0003; }
+ul.findings li { margin: 0.2em 0; }
 """
 
 
@@ -225,34 +235,36 @@ def diagnostic_rows(diags: Sequence[dict[str, Any]]) -> tuple[list[str], list[li
 
 # ---- HTML ----------------------------------------------------------------------------------------------
 
-class Html(str):
+class Html(Markup):
     """A table cell that is already HTML (not escaped again)."""
 
 
+@functools.cache
+def _environment():
+    from brainalign.templates import environment
+
+    env = environment().overlay()
+    env.tests["numeric_cell"] = _numeric_cell
+    env.globals["badge"] = lambda text, cls: _badge(text, cls)
+    return env
+
+
+def _numeric_cell(cell: Any) -> bool:
+    """Right-aligned cells: numbers, intervals and "n/a" (not HTML cells)."""
+    return (isinstance(cell, str) and not isinstance(cell, Markup)
+            and (cell[:1] in tuple("+-0123456789[") or cell in ("n/a", "<0.001")))
+
+
+def _macros():
+    return _environment().get_template("macros.html.j2").module
+
+
 def _table(head: list[str], rows: list[list[str]], row_classes: Sequence[str] | None = None) -> str:
-    if not rows:
-        return '<p class="not-computed">nothing to show</p>'
-    out = ["<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"]
-    for i, row in enumerate(rows):
-        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
-        cells = []
-        for cell in row:
-            if isinstance(cell, Html):
-                cells.append(f"<td>{cell}</td>")
-            elif cell[:1] in "+-0123456789[" or cell in ("n/a", "<0.001"):
-                cells.append(f'<td class="num">{esc(cell)}</td>')
-            else:
-                cells.append(f"<td>{esc(cell)}</td>")
-        out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-    return "".join(out) + "</tbody></table>"
+    return str(_macros().table(head, rows, row_classes))
 
 
 def _figure(png: bytes | None, name: str, caption: str) -> str:
-    if png is None:
-        return f'<p class="not-computed">{esc(name)}: nothing to plot</p>'
-    data = base64.b64encode(png).decode("ascii")
-    return (f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{esc(caption)}</figcaption></figure>")
+    return str(_macros().figure_of(name, png, caption))
 
 
 def _nc(text: str) -> str:
@@ -278,11 +290,12 @@ def figures(report: dict[str, Any]) -> dict[str, tuple[bytes | None, str]]:
     for key, curves in report["curves"].items():
         marked = high if key == report["headline"]["curve_attack"] else ()
         out[f"curve {key}"] = (plots.accuracy_curves(key, curves, style, marked),
-                               f"Accuracy versus strength under {key}: mean over seeds, band = 95% CI over seeds.")
+                               f"Accuracy versus strength under {key}: mean over seeds, band = 95% CI over seeds "
+                               "(clipped to [0, 1]).")
     out["clean versus robust"] = (plots.clean_robust_plane(report["conditions"], style, report["headline"]["attack"]),
                                   "Every condition's clean accuracy against its headline robust accuracy (accepted "
-                                  "seeds); bars = 95% CI over seeds; defences (robustness references) are starred "
-                                  "and in bold.")
+                                  "seeds); bars = 95% CI over seeds; defences (robustness references) are starred. "
+                                  "Axes zoomed on the points; the grey line is clean = robust.")
     study = report["study"]
     if study.get("computed"):
         out["gain versus predictivity"] = (plots.gain_vs_predictivity(study, style),
@@ -297,102 +310,49 @@ def figures(report: dict[str, Any]) -> dict[str, tuple[bytes | None, str]]:
     return out
 
 
-def render_html(report: dict[str, Any], figs: dict[str, tuple[bytes | None, str]]) -> str:
-    exp = esc(report["experiment"])
-    parts = [f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>brainalign report: {exp}</title>',
-             f"<script>{CHECK_SCRIPT}</script><style>{STYLE}</style></head><body>",
-             f"<h1>brainalign report: {exp}</h1>",
-             f"<p>{esc(headline_sentence(report))}</p>",
-             '<p id="render-warning" class="warning" hidden></p>']
-    sim = report["simulated"]
-    if sim["any"]:
-        where = sim["conditions"] + (["the study's recording"] if sim["study_recording"] else [])
-        parts.append(f'<div class="banner" id="simulated-banner">SIMULATED BRAIN DATA in {esc(", ".join(where))}. '
-                     "No real neural recordings were used there; the numbers show what the pipeline does, not what "
-                     "the brain does.</div>")
+def _swatch(color: str) -> Html:
+    return Html(f'<span class="swatch" data-color="{esc(color)}" style="background:{esc(color)}"></span>')
 
-    parts.append('<h2 id="summary">Conditions</h2>')
+
+def render_html(report: dict[str, Any], figs: dict[str, tuple[bytes | None, str]]) -> str:
+    """The report page (``templates/report.html.j2``)."""
+    style = plots.styles(report["conditions"])
     head, rows = summary_rows(report)
     for c, row in zip(report["conditions"], rows, strict=True):
+        row[0] = Html(_swatch(style[c["name"]]["color"]) + esc(c["name"]))
         row[1] = _badge(c["role"], "role-" + c["role"])
         row[SELF_CHECK_COLUMN] = _state_badge(c["self_checks"])
-    parts.append(_table(head, rows, ["defence" if c["role"] == "defence" else "" for c in report["conditions"]]))
-    unreliable = [c for c in report["conditions"] if c["self_checks"] == "unreliable"]
-    for c in unreliable:
-        parts.append(f"<p>{_badge('UNRELIABLE', 'unreliable')} <b>{esc(c['name'])}</b>: "
-                     + "; ".join(esc(r) for r in c["reasons"]) + "</p>")
-
-    parts.append('<h2 id="claims">The seed papers\' claims beside these runs</h2>')
-    reason = not_computed(report.get("claims"), "claims table")
-    parts.append(_nc(reason) if reason else
-                 "<p>Verdict from the 95% CIs of the headline gain (and of the structure-specific gain where the "
-                 "claim is about the brain's structure). A claim about real recordings is not testable on "
-                 "simulated ones.</p>" + _table(*claims_rows(report["claims"])))
-
-    parts.append('<h2 id="gradients">Gradient ratios</h2>')
-    head, rows = gradient_rows(report)
-    parts.append(f"<p>{esc(GRADIENT_NOTE)}</p>" + _table(head, rows) if rows else
-                 _nc("gradient ratios: not computed (no run recorded gradient_ratios)"))
-
-    parts.append('<h2 id="curves">Accuracy versus strength</h2>')
-    parts += [_figure(png, name, cap) for name, (png, cap) in figs.items() if name.startswith("curve ")]
-    if not report["curves"]:
-        parts.append(_nc("no attack results: not computed"))
-    parts.append('<h2 id="plane">Clean versus robust accuracy</h2>')
-    parts.append(_figure(figs["clean versus robust"][0], "clean versus robust", figs["clean versus robust"][1]))
-
-    parts.append('<h2 id="paired">Paired tests against the baseline</h2>')
-    reason = not_computed(report["paired_tests"], "paired tests")
-    if reason:
-        parts.append(_nc(reason))
-    else:
-        t = report["paired_tests"]
-        parts.append(f"<p>Same test images in every run. b = right only under the baseline, c = right only under "
-                     f"the condition; McNemar on discordant pairs pooled over seed pairs; p-values adjusted by "
-                     f"{esc(t['correction'])} over the {t['family_size']} tests of this table.</p>")
-        parts.append(_table(*paired_rows(t)))
-
-    parts.append('<h2 id="controls">Structure-specific gains and attack strength</h2>')
-    reason = not_computed(report["structure_specific"], "structure-specific gains")
-    if reason or not report["structure_specific"].get("rows"):
-        parts.append(_nc(reason or "structure-specific gains: not computed (no regularizer with matched controls)"))
-    else:
-        parts.append("<p>Regularizer minus matched control in robust accuracy averaged over the high-eps range; "
-                     "both intervals must exclude 0 for a structure-specific gain.</p>")
-        parts.append(_table(*structure_rows(report["structure_specific"])))
-    reason = not_computed(report["strong_attack"], "PGD versus AutoAttack/APGD check")
-    if reason:
-        parts.append(_nc(reason))
-    else:
-        parts.append(_table(*strong_rows(report["strong_attack"])))
-
-    parts.append('<h2 id="study">Brain alignment and robustness</h2>')
+    sim = report["simulated"]
     study = report["study"]
-    reason = not_computed(study, "study")
-    if reason:
-        parts.append(_nc(reason))
-    else:
-        parts.append(_study_html(study, figs))
-
-    parts.append('<h2 id="checks">Self-checks</h2>')
-    if not report["self_checks"]["computed"]:
-        parts.append(_nc(f"self-checks: not computed ({report['self_checks']['reason']})"))
-    else:
-        rows = [[r["run"], _state_badge(_run_state(r)), "; ".join(r["reasons"])] for r in report["runs"]]
-        parts.append(_table(["run", "state", "reasons"], rows))
-
-    parts.append('<h2 id="targets">Regularization targets</h2>')
-    if report["target_diagnostics"]:
-        parts.append(_table(*diagnostic_rows(report["target_diagnostics"])))
-    else:
-        parts.append(_nc("target diagnostics: not computed (no run has regularization targets)"))
-
-    parts.append('<h2 id="provenance">Provenance</h2>')
-    parts.append(f"<p>brainalign {esc(report['package_version'])}; run commits: "
-                 f"{esc(', '.join(report['git_commits']) or 'unknown')}. Read from run folders only; nothing was "
-                 f"retrained or re-attacked.</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    structure = report["structure_specific"]
+    structure_reason = not_computed(structure, "structure-specific gains")
+    if not structure_reason and not structure.get("rows"):
+        structure_reason = "structure-specific gains: not computed (no regularizer with matched controls)"
+    findings = report.get("findings") or {"computed": False, "reason": "not collected"}
+    context = {
+        "report": report, "figs": figs, "check_script": Markup(CHECK_SCRIPT), "style": Markup(STYLE),
+        "headline": headline_sentence(report), "findings": findings,
+        "simulated_where": (sim["conditions"] + (["the study's recording"] if sim["study_recording"] else []))
+        if sim["any"] else [],
+        "summary_table": (head, rows),
+        "summary_classes": ["defence" if c["role"] == "defence" else "" for c in report["conditions"]],
+        "unreliable": [c for c in report["conditions"] if c["self_checks"] == "unreliable"],
+        "claims_reason": not_computed(report.get("claims"), "claims table"),
+        "claims_table": claims_rows(report["claims"]) if report.get("claims", {}).get("rows") is not None
+        else ([], []),
+        "gradient_table": gradient_rows(report), "gradient_note": GRADIENT_NOTE,
+        "curve_figures": [name for name in figs if name.startswith("curve ")],
+        "paired_reason": not_computed(report["paired_tests"], "paired tests"),
+        "paired_table": paired_rows(report["paired_tests"]),
+        "structure_reason": structure_reason, "structure_table": structure_rows(structure),
+        "strong_reason": not_computed(report["strong_attack"], "PGD versus AutoAttack/APGD check"),
+        "strong_table": strong_rows(report["strong_attack"]),
+        "study_reason": not_computed(study, "study"),
+        "study_html": Markup(_study_html(study, figs)) if not not_computed(study, "study") else "",
+        "check_rows": [[r["run"], _state_badge(_run_state(r)), "; ".join(r["reasons"])] for r in report["runs"]],
+        "diagnostic_table": diagnostic_rows(report["target_diagnostics"]),
+    }
+    return _environment().get_template("report.html.j2").render(context)
 
 
 def _study_html(study: dict[str, Any], figs: dict[str, tuple[bytes | None, str]]) -> str:
@@ -451,6 +411,16 @@ def render_markdown(report: dict[str, Any]) -> str:
     if sim["any"]:
         where = sim["conditions"] + (["the study's recording"] if sim["study_recording"] else [])
         lines += [f"> **SIMULATED BRAIN DATA** in {', '.join(where)}. No real neural recordings were used there.", ""]
+    for r in report.get("simulated_recordings") or []:
+        lines += [f"- **{r['name']}** (simulated; used by {', '.join(r['used_by'])}): {r['description']}"
+                  + (f". {r['summary']}." if r["summary"] else "."), ""]
+    findings = report.get("findings") or {"computed": False, "reason": "not collected"}
+    lines += ["## Findings", ""]
+    if not findings["computed"]:
+        lines += [f"_findings: not computed ({findings.get('reason')})_", ""]
+    else:
+        lines += [f"- {s}" for s in findings["statements"]] or ["_findings: nothing to state_"]
+        lines += [""]
     lines += [headline_sentence(report) + " Figures are in report.html.", "", "## Conditions", ""]
     lines += _md_table(*summary_rows(report))
     for c in report["conditions"]:
