@@ -242,8 +242,8 @@ def attack_keys(runs: Iterable[Run]) -> list[str]:
 
 # Headline numbers come from the strongest attack that was run, never from PGD alone when a stronger one
 # exists (AutoAttack, then APGD-T, then APGD-CE, then PGD with the most steps), Linf before L2.
-_PREFERRED = ("autoattack_linf", "apgd_t_linf", "apgd_ce_linf", "pgd_linf",
-              "autoattack_l2", "apgd_t_l2", "apgd_ce_l2", "pgd_l2", "fgsm")
+_PREFERRED = ("autoattack_linf", "apgd_ce_t_linf", "apgd_t_linf", "apgd_ce_linf", "pgd_linf",
+              "autoattack_l2", "apgd_ce_t_l2", "apgd_t_l2", "apgd_ce_l2", "pgd_l2", "fgsm")
 PGD_ATTACKS = ("pgd_linf", "pgd_l2")
 
 
