@@ -108,3 +108,23 @@ def test_leaderboard_shows_the_same_headline(tmp_path):
     card = read_json(out / "model_info" / "digits" / "Linf" / "baseline__seed0.json")
     assert card["headline_attack"] == summary["headline"]["attack"] and card["eps"] == summary["headline"]["eps"]
     assert card["headline_acc"] == pytest.approx(100 * summary["conditions"]["baseline"]["robust_accuracy"]["mean"])
+
+
+def test_the_combined_headline_attack_gives_the_same_numbers_and_structure_specific_gains(tmp_path, monkeypatch):
+    """Runs evaluated with the one headline attack (apgd_ce_t_linf) read as the CE/T pair does, and the
+    structure-specific gains (regularizer minus control) are computed from it."""
+    monkeypatch.setitem(syn.ATTACK_META, "apgd_ce_t_linf", ("whitebox", "Linf"))
+    both = "apgd_ce_t_linf[steps=100]"
+    for seed in range(3):
+        syn.write_run(tmp_path, "baseline", seed, {PGD: {0.0: 180, 0.1: 70}, both: {0.0: 180, 0.1: 50}},
+                      data="digits")
+        syn.write_run(tmp_path, "neural", seed, {PGD: {0.0: 180, 0.1: 95}, both: {0.0: 180, 0.1: 80 + seed}},
+                      data="digits", regularizers=syn.only("neural_similarity"))
+        syn.write_run(tmp_path, "decorrelation", seed, {PGD: {0.0: 180, 0.1: 75}, both: {0.0: 180, 0.1: 60}},
+                      data="digits", regularizers=syn.only("decorrelation"))
+    summary = summarize(tmp_path)
+    assert summary["conditions"]["baseline"]["robust_accuracy"]["mean"] == pytest.approx(50 / 200)
+    assert summary["conditions"]["neural"]["gain"]["mean"] == pytest.approx(31 / 200)
+    rows = [r for r in summary["structure_specific_gains"]["rows"] if "diff" in r]
+    assert [(r["treatment"], r["control"]) for r in rows] == [("neural", "decorrelation")]
+    assert rows[0]["diff"] == pytest.approx(21 / 200)
