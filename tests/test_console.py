@@ -12,14 +12,29 @@ import yaml
 from brainalign import console
 
 
-def test_progress_logs_start_ticks_and_end_when_not_a_terminal(caplog, monkeypatch):
+class _Lines(logging.Handler):
+    """The messages the brainalign logger emits, captured at the logger itself (whatever other tests
+    configured on it or on the root logger)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_progress_logs_start_ticks_and_end_when_not_a_terminal(monkeypatch):
     monkeypatch.setattr(console, "_is_terminal", lambda: False)
-    console.LOGGER.setLevel(logging.INFO)
-    monkeypatch.setattr(console.LOGGER, "propagate", True)
-    with caplog.at_level(logging.INFO, logger="brainalign"):
+    monkeypatch.setattr(console.LOGGER, "level", logging.INFO)
+    handler = _Lines()
+    console.LOGGER.addHandler(handler)
+    try:
         out = list(console.progress(range(3), desc="phase", every_s=0.0, postfix=lambda: "loss 1.0"))
+    finally:
+        console.LOGGER.removeHandler(handler)
     assert out == [0, 1, 2]
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("phase")]
+    lines = handler.lines
     assert lines[0] == "phase: started (0/3)"
     assert "phase: 2/3 after" in lines[2] and lines[2].endswith("loss 1.0")
     assert lines[-1].startswith("phase: done (3/3) in") and lines[-1].endswith("loss 1.0")

@@ -21,12 +21,27 @@ LOGGER = logging.getLogger("brainalign")
 _HANDLER_NAME = "brainalign-console"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (tests and notebooks swap it)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler sets it in __init__; the property always reads sys.stderr
+        pass
+
+
 def configure(verbosity: int = 0) -> None:
     """Send the ``brainalign`` logger to standard error: -1 warnings only, 0 progress (info), 1 debug."""
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     LOGGER.setLevel(level)
     if not any(getattr(h, "name", None) == _HANDLER_NAME for h in LOGGER.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.set_name(_HANDLER_NAME)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
         LOGGER.addHandler(handler)
