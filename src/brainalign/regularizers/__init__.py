@@ -153,8 +153,7 @@ def build_regularizers(config, model, data) -> list[tuple[Regularizer, float]]:
         try:
             if info.target == "recording":
                 window_note = _default_window(spec, info, target_opts, cache, data)
-                built = recording_set(spec.recording, data, target_opts, cache,
-                                      derive_seed(config.seed, "predictor", k))
+                built = recording_set(spec.recording, data, target_opts, cache)
                 if window_note:
                     built.info["time_window"] = window_note
             elif info.target in ("pixels", "images"):

@@ -49,6 +49,7 @@ from brainalign.alignment.predictivity import _fold_labels, _pearson
 from brainalign.errors import BrainAlignError, ConfigError, DataError
 from brainalign.regularizers.base import check_choice
 from brainalign.regularizers.neural_prediction import prediction_loss
+from brainalign.regularizers.predictor import mean_heldout_r
 from brainalign.regularizers.readouts import Gaussian2d
 
 #: Bumped when training or the file layout changes, so that old cache entries are not reused.
@@ -182,8 +183,7 @@ class TrainedEncoder:
     @property
     def heldout_r(self) -> float:
         """Mean held-out r over outputs (constant outputs left out)."""
-        r = self.heldout_r_per_output
-        return float(np.nanmean(r)) if np.isfinite(r).any() else 0.0
+        return mean_heldout_r(self.heldout_r_per_output)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch: int = 1024) -> torch.Tensor:

@@ -40,6 +40,11 @@ def blas_threads():
     return threadpool_limits(torch.get_num_threads())
 
 
+def mean_heldout_r(r: np.ndarray) -> float:
+    """Mean held-out r over a predictor's outputs; NaN (constant outputs) left out; 0 when none is finite."""
+    return float(np.nanmean(r)) if np.isfinite(r).any() else 0.0
+
+
 @dataclass
 class FeatureRidgePredictor:
     """Random-feature ridge encoder: images (N, C, H, W) in [0, 1] -> responses (N, F)."""
@@ -57,8 +62,7 @@ class FeatureRidgePredictor:
     @property
     def heldout_r(self) -> float:
         """Mean cross-validated r over outputs (constant outputs left out)."""
-        r = self.heldout_r_per_output
-        return float(np.nanmean(r)) if np.isfinite(r).any() else 0.0
+        return mean_heldout_r(self.heldout_r_per_output)
 
     @torch.no_grad()
     def features(self, images: torch.Tensor, batch: int = 1024) -> np.ndarray:

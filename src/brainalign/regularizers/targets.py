@@ -202,10 +202,11 @@ def denoising_weights(reliability: np.ndarray, heldout_r: np.ndarray) -> np.ndar
     return np.clip(reliability, 0, None) * np.clip(accuracy, 0, None)
 
 
-def recording_set(rec_cfg, data, opts: TargetOptions, cache: RecordingCache, seed: int | None = None) -> BuiltSet:
+def recording_set(rec_cfg, data, opts: TargetOptions, cache: RecordingCache) -> BuiltSet:
     """Stimuli and neural targets (N, neuroid * time) of a recording, per the target options.
 
-    ``seed`` is unused (kept for callers): the predictor's seed is ``opts.predictor_seed``.
+    The targets are a function of the recording and the options only (the predictor's seed is
+    ``opts.predictor_seed``), never of the run's seed, so every seed of a condition shares them.
     """
     single_stream = opts.stimuli == "classification"
     rec, images, ids, simulated = cache.load(rec_cfg, data, images=not single_stream)
