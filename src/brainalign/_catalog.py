@@ -37,8 +37,8 @@ CATALOG = {'datasets': [('cifar10', 'CIFAR-10 from its binary batches (60,000 32
              ('apgd_ce_t_linf',
               'APGD-CE, then APGD-T on the images it leaves intact (worst case per image), Linf (Croce & Hein '
               '2020, pyautoattack)'),
-             ('apgd_t_l2', 'APGD-T (targeted DLR, top-9 targets), L2 (Croce & Hein 2020, pyautoattack)'),
-             ('apgd_t_linf', 'APGD-T (targeted DLR, top-9 targets), Linf (Croce & Hein 2020, pyautoattack)'),
+             ('apgd_t_l2', 'APGD-T (targeted DLR, top-k targets, k = 9), L2 (Croce & Hein 2020, pyautoattack)'),
+             ('apgd_t_linf', 'APGD-T (targeted DLR, top-k targets, k = 9), Linf (Croce & Hein 2020, pyautoattack)'),
              ('autoattack_l2',
               "AutoAttack 'standard' (APGD-CE, APGD-T, FAB-T, Square), L2 (Croce & Hein 2020, pyautoattack)"),
              ('autoattack_linf',

@@ -120,12 +120,20 @@ def check_eval(config, data, suite: str | None = None) -> list[AttackSpec]:
 
 
 def attack_flags(
-    model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, strength: float, seed: int, batch_size: int
+    model, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, strength: float, seed: int, batch_size: int,
+    only: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-example outcome (True = still classified correctly) of one attack at one strength.
 
     A norm-bounded attack at eps 0 cannot move the image, so its outcome is the clean one (not attacked).
+    ``only`` (bool per example) attacks just those examples; the others count as broken (False).
     """
+    if only is not None:
+        flags = torch.zeros(len(y), dtype=torch.bool)
+        idx = torch.nonzero(only, as_tuple=False).flatten()
+        if len(idx):
+            flags[idx] = attack_flags(model, x[idx], y[idx], spec, strength, seed, batch_size)
+        return flags
     attack = ATTACKS.get(spec.name)
     info = ATTACKS.info(spec.name)
     gen = generator(seed, spec.key, strength)
@@ -141,6 +149,18 @@ def attack_flags(
     return torch.cat(flags)
 
 
+def cumulative_flags(model, x, y, spec: AttackSpec, seed: int, batch_size: int) -> list[torch.Tensor]:
+    """Outcomes over an ascending strength grid, cumulatively (``AttackInfo.cumulative``): each strength attacks
+    only the examples still correct at the one below, so an example broken at a smaller radius stays broken
+    (its adversarial lies in every larger ball): the per-example worst case over the grid, at a fraction of
+    attacking every strength on every example."""
+    per_eps, alive = [], None
+    for strength in spec.eps:
+        alive = attack_flags(model, x, y, spec, strength, seed, batch_size, only=alive)
+        per_eps.append(alive)
+    return per_eps
+
+
 def run_attack(
     model, x, y, spec: AttackSpec, seed: int, batch_size: int, flags_out: dict[str, torch.Tensor]
 ) -> dict[str, Any]:
@@ -149,6 +169,9 @@ def run_attack(
     if info.minimal_perturbation:  # one minimisation serves every budget (and gives the median distances)
         per_eps, extra = minimal_curve(model, spec.name, x, y, spec.eps, params=spec.params,
                                        generator=generator(seed, spec.key), batch_size=batch_size)
+    elif info.cumulative and list(spec.eps) == sorted(spec.eps):
+        per_eps = cumulative_flags(model, x, y, spec, seed, batch_size)
+        extra = {"cumulative": True}
     else:
         per_eps = [attack_flags(model, x, y, spec, strength, seed, batch_size) for strength in spec.eps]
     accs = []

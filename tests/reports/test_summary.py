@@ -66,15 +66,22 @@ def test_headline_failed_seeds_and_words(tmp_path):
 def test_no_gain_is_said_in_words(tmp_path):
     for seed in range(3):
         syn.write_run(tmp_path, "baseline", seed, curves(180, 60, 50, 70), data="digits")
+        # seed 0's check predates APGD-T on every target (no such key); seed 2's APGD-T breaks one more image
         check = {"computed": True, "n_checked": 5, "broken_by_fab_t": 0, "broken_by_square": seed % 2,
-                 "broken_by_either": seed % 2}
+                 "broken_by_either": seed % 2 + (seed == 2),
+                 **({"broken_by_apgd_t_all": int(seed == 2)} if seed else {})}
         syn.write_run(tmp_path, "same", seed, curves(180, 60, 50 + (seed - 1) * 4, 70), data="digits",
                       regularizers=syn.only("decorrelation"), headline_check=check)
     summary = summarize(tmp_path)
-    assert summary["conditions"]["same"]["headline_check"] == {"n_runs": 3, "n_checked": 15, "broken_by_fab_t": 0,
-                                                               "broken_by_square": 1, "broken_by_either": 1}
+    assert summary["conditions"]["same"]["headline_check"] == {
+        "n_runs": 3, "n_checked": 15, "n_runs_apgd_t": 2, "broken_by_apgd_t_all": 1, "broken_by_fab_t": 0,
+        "broken_by_square": 1, "broken_by_either": 2}
     assert summary["conditions"]["baseline"]["headline_check"] is None
-    assert any("FAB-T and Square broke 1 of 15" in s for s in summary["statements"])
+    words = summary["statements"]
+    assert words[0] == ("Headline check: APGD-T on every target, FAB-T and Square broke 2 of 15 sampled images that "
+                        "survived the headline attacks, over 3 run(s) in 1 condition(s) (named below).")
+    assert any(s.startswith("same: APGD-T on every target, FAB-T and Square broke 2 of 15") and "overstates" in s
+               for s in words)
     assert "same: no clear robustness gain over the baseline (95% CI holds 0) under the headline attack." in \
         summary["statements"]
 

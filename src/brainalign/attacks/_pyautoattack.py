@@ -27,18 +27,20 @@ def set_iterations(apgd, n_iter: int) -> None:
 
 def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: str, version: str,
                    attacks: list[str] | None = None, steps: int | None = None, restarts: int | None = None,
-                   n_queries: int | None = None, eot: int | None = None,
+                   n_queries: int | None = None, eot: int | None = None, targets: int | None = None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """Run pyautoattack's AutoAttack and return the adversarials (the clean image where none was found).
 
-    ``steps``, ``restarts``, ``n_queries`` and ``eot`` override the version's budgets (APGD/FAB
-    iterations, APGD restarts, Square queries, APGD EOT samples); leave them None for the published setting.
+    ``steps``, ``restarts``, ``n_queries``, ``eot`` and ``targets`` override the version's budgets (APGD/FAB
+    iterations, APGD restarts, Square queries, APGD EOT samples, APGD-T target classes: the top ``targets``
+    other classes by logit, AutoAttack's 9 by default); leave them None for the published setting.
     """
     from pyautoattack import AutoAttack
 
     if eps == 0:
         return x.detach().clone()
-    for name, value in (("steps", steps), ("restarts", restarts), ("n_queries", n_queries), ("eot", eot)):
+    for name, value in (("steps", steps), ("restarts", restarts), ("n_queries", n_queries), ("eot", eot),
+                        ("targets", targets)):
         if value is not None and value < 1:
             raise ConfigError(f"autoattack: {name} must be >= 1, got {value}")
     x, y = x.detach(), y.detach()
@@ -49,6 +51,8 @@ def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm:
                         version=version)
         aa.verbose = False
         # The targeted attacks need K - 1 target classes at most (AutoAttack assumes K >= 10).
+        if targets is not None:
+            aa.apgd_targeted.n_target_classes = targets
         aa.apgd_targeted.n_target_classes = min(aa.apgd_targeted.n_target_classes, n_classes - 1)
         aa.fab.n_target_classes = min(aa.fab.n_target_classes, n_classes - 1)
         if steps is not None:

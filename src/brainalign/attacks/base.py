@@ -49,6 +49,10 @@ class AttackInfo:
     needs_surrogate: bool = False  # crafted on ``surrogate=`` model, evaluated on the target (transfer)
     reference_strength: float | None = None  # the strength of the paper that defines it (CAA ranges, ...)
     label: str = ""  # how reports must name it (e.g. "imagecorruptions-style"), when the name is not enough
+    # Evaluated cumulatively over its strength grid (brainalign.evaluate): at each strength only the images still
+    # correct at the strength below are attacked, and an image broken at a smaller radius counts as broken at every
+    # larger one (its adversarial lies in the larger ball too): the per-image worst case over the grid.
+    cumulative: bool = False
 
 
 class ThreatModel(ABC):

@@ -11,7 +11,8 @@ marks the result unreliable, with the reason.
 ``{"name", "passed": bool, "skipped": bool, "value", "reason"}``; a skipped check (nothing to compare) passes.
 
 Checks, in order:
-  monotone_in_strength   no curve's accuracy rises with strength (beyond sampling noise)
+  monotone_in_strength   no curve's accuracy rises with strength (beyond sampling noise); curves evaluated
+                         cumulatively (``"cumulative": true``) are monotone by construction and not counted
   reaches_chance         PGD-Linf from the clean image (no random start) at ``large_eps`` gets accuracy to chance
   more_steps_not_better  FGSM >= PGD(steps) >= PGD(4 x steps, 3 restarts) in accuracy at ``eps_check``
   blackbox_not_stronger  no black-box or transfer result beats the white-box ones at the same norm and strength,
@@ -54,7 +55,8 @@ def _entries(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
         name = r.get("attack", key)
         info = ATTACKS.info(name) if name in ATTACKS else None
         pairs = sorted(zip((float(e) for e in r["eps"]), (float(a) for a in r["accuracy"]), strict=True))
-        out.append({"key": key, "attack": name, "family": r.get("family", getattr(info, "family", "unknown")),
+        out.append({"key": key, "attack": name, "cumulative": bool(r.get("cumulative")),
+                    "family": r.get("family", getattr(info, "family", "unknown")),
                     "norm": r.get("norm", getattr(info, "norm", "none")), "params": dict(r.get("params") or {}),
                     "n": int(r.get("n_examples") or 0), "eps": [p[0] for p in pairs], "acc": [p[1] for p in pairs]})
     return out
@@ -128,9 +130,10 @@ def run_selfchecks(model, x: torch.Tensor, y: torch.Tensor, results: Mapping[str
     eot_used = eot if stochastic else 1
     clean = float(correct_flags(model, xs, ys, batch_size).float().mean())
 
-    # 1. Accuracy does not rise with strength.
+    # 1. Accuracy does not rise with strength (cumulative curves cannot rise by construction: not evidence).
     rises = []
-    for e in entries:
+    curves = [e for e in entries if not e["cumulative"]]
+    for e in curves:
         m = e["n"] or len(y)
         for j in range(1, len(e["acc"])):
             best = min(e["acc"][:j])
@@ -143,8 +146,10 @@ def run_selfchecks(model, x: torch.Tensor, y: torch.Tensor, results: Mapping[str
         "monotone_in_strength", not rises, rises,
         "accuracy rises with strength in " + "; ".join(
             f"{r['key']} (eps {r['eps']:g}: {r['accuracy']:.3f} > {r['lower_before']:.3f})" for r in rises[:3])
-        if rises else f"no accuracy curve rises with strength ({len(entries)} curves)",
-        skipped=not entries)
+        if rises else f"no accuracy curve rises with strength ({len(curves)} curves"
+                      + (f"; {len(entries) - len(curves)} cumulative ones, monotone by construction, not counted)"
+                         if len(curves) < len(entries) else ")"),
+        skipped=not curves)
 
     # 2. A large budget reaches chance; the attack must get there from the clean image, by gradients alone.
     big = threat_model("Linf", large_eps)
