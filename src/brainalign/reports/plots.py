@@ -204,7 +204,7 @@ def gain_vs_predictivity(study: dict[str, Any], style: dict[str, dict[str, str]]
     if not rows:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.75, 5.0))
     seen = set()
     for r in rows:
         s = style.get(r["name"], {"color": "C0", "marker": "o"})
@@ -230,9 +230,9 @@ def gain_vs_predictivity(study: dict[str, Any], style: dict[str, dict[str, str]]
     ax.set_xlabel(f"neural predictivity ({study['settings']['layer']})")
     source = (study["settings"].get("gain") or {}).get("source")
     ax.set_ylabel("headline gain over baseline" if source == "headline" else f"gain over baseline ({attack}, high eps)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend_outside(ax, "condition")
     return _png(fig)
 
 
@@ -248,7 +248,7 @@ def time_course(study: dict[str, Any]) -> bytes | None:
         return None
     plt = _plt()
     corr = (study["correlation"].get("per_time") or {}) if study["correlation"].get("computed") else {}
-    fig, axes = plt.subplots(2 if corr else 1, 1, figsize=(6.4, 5.2 if corr else 3.2), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(2 if corr else 1, 1, figsize=(WIDTH, 6.0 if corr else 3.6), sharex=True, squeeze=False)
     ax = axes[0, 0]
     mean, low, high = _arr(tc["mean"]), _arr(tc["low"]), _arr(tc["high"])
     ax.plot(t, mean, color="#1f77b4", label="mean over runs")
@@ -263,14 +263,14 @@ def time_course(study: dict[str, Any]) -> bytes | None:
         ax.axvline(sim, color="#d62728", ls=":", lw=1.5, label=f"simulated peak {sim:g} ms")
     ax.axvline(0, color="#999999", lw=0.8)
     ax.set_ylabel("predictivity (r)")
-    ax.legend(fontsize=7)
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
     if corr:
         ax2 = axes[1, 0]
         ax2.plot(t, _arr(corr["pearson"]), color="#2ca02c")
         if corr.get("peak_ms") is not None:
             ax2.axvline(corr["peak_ms"], color="#2ca02c", ls="--", lw=1, label=f"peak {corr['peak_ms']:g} ms")
-            ax2.legend(fontsize=7)
+            _legend_outside(ax2)
         ax2.axhline(0, color="#999999", lw=0.8)
         ax2.set_ylabel("r(predictivity, gain)")
         ax2.grid(alpha=0.3)
