@@ -310,7 +310,8 @@ def figures(report: dict[str, Any]) -> dict[str, tuple[bytes | None, str]]:
     if study.get("computed"):
         out["gain versus predictivity"] = (plots.gain_vs_predictivity(study, style),
                                            "Each run's gain over the baseline against its neural predictivity; "
-                                           "hollow markers are baseline runs, left out of the fit.")
+                                           "hollow markers are runs left out of the fit (baseline, defence and "
+                                           "excluded runs; legend: not in fit).")
         out["predictivity time course"] = (plots.time_course(study),
                                            "Top: cross-validated predictivity per time bin (mean and 95% CI over "
                                            "runs). Bottom: correlation over runs of that predictivity with the gain.")
