@@ -145,6 +145,18 @@ def test_without_mne_the_channel_map_is_brainaligns_own_drawing(monkeypatch):
     assert png.startswith(PNG) and len(png) > 10_000
 
 
+def test_where_mne_cannot_draw_the_map_the_fallback_does_and_says_why():
+    pytest.importorskip("mne")
+    study = _study()
+    study["recording"]["neuroids"][1].update(x=study["recording"]["neuroids"][0]["x"],
+                                             y=study["recording"]["neuroids"][0]["y"])  # P5 on top of P7
+    png, drawing = plots.channel_map(study)
+    assert png.startswith(PNG)
+    assert "own head outline (mne could not draw it: The following electrodes have overlapping positions" in drawing
+    png, drawing = plots.channel_map(_study(masked=CHANNELS[:14]))  # 3 channels left: nothing to interpolate
+    assert png.startswith(PNG) and "(fewer than 4 channels with values to interpolate" in drawing
+
+
 def test_the_mne_import_helper_returns_none_on_import_error(monkeypatch):
     import builtins
 

@@ -365,19 +365,28 @@ def channel_map_figure(study: dict[str, Any]):
     values = _channel_values(study)
     mne = _mne()
     made = _mne_info(study, mne) if mne is not None else None
+    failed = None
     if made is not None and all(np.isfinite(v).sum() >= MIN_TOPOMAP_CHANNELS for _, v in values):
         info, source = made
-        fig = _mne_channel_map(values, info, mne)
-        return fig, (f"drawn with mne {mne.__version__} (mne.viz.plot_topomap, interpolated near the channels "
-                     f"only; positions: {source})")
+        try:
+            fig = _mne_channel_map(values, info, mne)
+        except (ValueError, RuntimeError) as exc:  # e.g. two channels at one position: the report still draws
+            _plt().close("all")
+            failed = " ".join(str(exc).split())[:200]
+        else:
+            return fig, (f"drawn with mne {mne.__version__} (mne.viz.plot_topomap, interpolated near the channels "
+                         f"only; positions: {source})")
     pos = channel_positions(study)
     if pos is None:
         return None
     why = "mne is not installed (pip install 'brainalign[eeg]')" if mne is None else (
-        "mne could not place every channel" if made is None else
+        "mne could not place every channel" if made is None else f"mne could not draw it: {failed}" if failed else
         f"fewer than {MIN_TOPOMAP_CHANNELS} channels with values to interpolate")
+    neuroids = (study.get("recording") or {}).get("neuroids", [])
+    placed = all(n.get("x") is not None and n.get("y") is not None for n in neuroids)
+    source = "the study's positions" if placed else "the study's positions, else approximate 10-10 positions"
     return _dots_channel_map(values, pos), (f"drawn as coloured dots on brainalign's own head outline ({why}; "
-                                            f"approximate 10-10 positions)")
+                                            f"positions: {source})")
 
 
 def _mne_channel_map(values: list[tuple[str, np.ndarray]], info, mne):
