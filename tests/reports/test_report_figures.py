@@ -65,6 +65,7 @@ def test_attacks_measured_at_two_strengths_are_markers_not_a_curve(drawn):
     legend = [t.get_text() for t in strong.axes[0].get_legend().get_texts()]
     assert "baseline (n=2; measured at eps 0, 0.1 only)" in legend
     assert "neural (n=2; measured at eps 0, 0.1 only)" in legend
+    assert "high-eps range" in legend  # one strength (0.1): drawn as a line, a zero-width span would not show
 
     for key in (PGD, L2):  # 5 and 3 measured strengths: curves with their bands
         lines = _condition_lines(kept[key])
