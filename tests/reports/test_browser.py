@@ -6,6 +6,7 @@ screenshot is kept (its path printed; under pytest's tmp dir, which keeps the la
 from __future__ import annotations
 
 import html
+import importlib.util
 import json
 import re
 import subprocess
@@ -65,6 +66,9 @@ def test_report_renders_in_chromium(report, tmp_path):
     expected = {"curve " + tiny_runs.ATTACK, "gain versus predictivity", "predictivity time course", "channel map"}
     assert {name for name, drawn in figures.items() if drawn} == expected
     assert figures["clean versus robust"] is False
+    page = html.unescape(report["html"].read_text())  # the channel map's caption says how it was drawn
+    assert ("drawn with mne" in page) is (importlib.util.find_spec("mne") is not None)
+    assert ("drawn with mne" in page) is not ("brainalign's own head outline" in page)
     attrs = body_attributes(report["html"], tmp_path / "profile")
     assert attrs["data-images"] == str(len(expected))
     assert attrs["data-images-ok"] == "true", attrs["data-images-broken"]

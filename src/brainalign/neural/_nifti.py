@@ -1,59 +1,51 @@
-"""A minimal NIfTI-1 reader (``.nii`` / ``.nii.gz``) for NSD ROI and ncsnr volumes, so nibabel is not needed.
+"""NIfTI volumes (``.nii`` / ``.nii.gz``, NIfTI-1 or NIfTI-2) read through nibabel, for NSD ROI and ncsnr files.
 
-Reads the 348-byte header (dim, datatype, vox_offset, scl_slope/scl_inter) and returns the voxel array
-in NIfTI's (X, Y, Z[, T]) axis order (the file stores it Fortran-ordered). Scaling is applied when
-scl_slope is set and not 1.
+One function, :func:`read_nifti`: nibabel parses the header and data (endianness, datatype, vox_offset,
+scl_slope/scl_inter), and every way a file can fail (missing, not NIfTI, truncated, corrupt gzip) becomes one
+``DataError`` line that names the file and what was expected.
 """
 
 from __future__ import annotations
 
-import gzip
-import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from brainalign.errors import DataError
 
-_DTYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 64: "f8", 256: "i1", 512: "u2", 768: "u4", 1024: "i8", 1280: "u8"}
+EXPECTED = "a NIfTI-1 or NIfTI-2 volume (.nii or .nii.gz)"
 
 
 def read_nifti(path: str | Path) -> np.ndarray:
-    """Voxel data of a NIfTI-1 file as an array in (X, Y, Z[, ...]) order."""
-    path = Path(path)
-    try:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: not found") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: unreadable (corrupt gzip?) ({exc})") from None
-    if len(raw) < 348:
-        raise DataError(f"{path}: truncated NIfTI header ({len(raw)} bytes)")
-    for endian in ("<", ">"):
-        if struct.unpack(endian + "i", raw[:4])[0] == 348:
-            break
-    else:
-        raise DataError(f"{path}: not a NIfTI-1 file (sizeof_hdr is not 348)")
-    if raw[344:347] not in (b"n+1", b"ni1"):
-        raise DataError(f"{path}: not a NIfTI-1 file (magic {raw[344:348]!r})")
-    dim = struct.unpack(endian + "8h", raw[40:56])
-    datatype = struct.unpack(endian + "h", raw[70:72])[0]
-    vox_offset = int(struct.unpack(endian + "f", raw[108:112])[0])
-    slope, inter = struct.unpack(endian + "2f", raw[112:120])
-    if not 1 <= dim[0] <= 7 or any(d < 1 for d in dim[1:dim[0] + 1]):
-        raise DataError(f"{path}: invalid NIfTI dimensions {dim}")
-    if datatype not in _DTYPES:
-        raise DataError(f"{path}: unsupported NIfTI datatype code {datatype}")
-    shape = tuple(int(d) for d in dim[1:dim[0] + 1])
-    dtype = np.dtype(endian + _DTYPES[datatype])
-    count = int(np.prod(shape))
-    offset = max(vox_offset, 348)
-    if len(raw) < offset + count * dtype.itemsize:
-        raise DataError(f"{path}: truncated NIfTI data ({len(raw) - offset} of {count * dtype.itemsize} bytes)")
-    data = np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
-    if slope not in (0.0, 1.0) and np.isfinite(slope):
-        data = data * slope + inter
-    return np.asarray(data)
+    """Voxel data of a NIfTI file as an array in NIfTI's (X, Y, Z[, T, ...]) axis order.
 
+    The stored dtype is kept unless the header sets a scaling (scl_slope not 0 or 1, or scl_inter not 0),
+    which nibabel applies (the result is then floating point).
+
+    Raises:
+        DataError: the file is missing, is not NIfTI, or is truncated or corrupt.
+    """
+    import nibabel
+    from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: not found (expected {EXPECTED})")
+    try:
+        image = nibabel.load(path, mmap=False)
+        if not isinstance(image, nibabel.Nifti1Image | nibabel.Nifti2Image):
+            raise DataError(f"{path}: a {type(image).__name__}, not {EXPECTED}")
+        return np.asarray(image.dataobj)
+    except DataError:
+        raise
+    except (ImageFileError, HeaderDataError) as exc:
+        raise DataError(f"{path}: not {EXPECTED} ({_line(exc)})") from None
+    except (OSError, EOFError, ValueError, zlib.error) as exc:  # truncated data, corrupt gzip, bad header values
+        raise DataError(f"{path}: unreadable as {EXPECTED}: truncated or corrupt ({_line(exc)})") from None
+
+
+def _line(exc: BaseException) -> str:
+    """nibabel's message on one line (some span several), without the path the DataError already names."""
+    return " ".join(str(exc).split()) or type(exc).__name__

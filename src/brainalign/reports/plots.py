@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from brainalign.analysis.stats import nanmean
+
 # Marker and line style by role; the colour is the condition's own.
 ROLE_STYLE = {
     "baseline": {"marker": "s", "linestyle": "-"},
@@ -86,26 +88,58 @@ def strength_label(curves: dict[str, Any]) -> str:
     return parameter
 
 
+MIN_CURVE_POINTS = 3  # fewer measured strengths are drawn as markers only: a line between two would be invented
+
+
+def measured_strengths(curves: dict[str, Any]) -> dict[str, list[float]]:
+    """Per condition, the strengths at which the attack was measured (a finite mean over seeds)."""
+    eps = np.asarray(curves["eps"], dtype=float)
+    return {name: eps[np.isfinite(_arr(c["mean"]))].tolist() for name, c in curves["conditions"].items()}
+
+
+def sparse_conditions(curves: dict[str, Any]) -> dict[str, list[float]]:
+    """The conditions measured at fewer than ``MIN_CURVE_POINTS`` strengths (drawn without a line), with them."""
+    return {name: at for name, at in measured_strengths(curves).items() if len(at) < MIN_CURVE_POINTS}
+
+
 def accuracy_curves(key: str, curves: dict[str, Any], style: dict[str, dict[str, str]],
                     high_eps: Sequence[float] = ()) -> bytes | None:
-    """Accuracy versus strength for one attack: mean over seeds per condition with its 95% CI band."""
+    """Accuracy versus strength for one attack: mean over seeds per condition with its 95% CI.
+
+    A condition measured at ``MIN_CURVE_POINTS`` strengths or more is a curve with a CI band; one measured
+    at fewer (e.g. a strong attack run at 0 and the headline eps only) is markers with CI bars and no line,
+    its legend entry naming the strengths: a straight line between two points would show a curve that was
+    never measured.
+    """
     if not curves["conditions"]:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(WIDTH, 4.2))
     eps = np.asarray(curves["eps"], dtype=float)
-    if len(high_eps):
+    parameter = curves.get("parameter") or "eps"
+    if len(high_eps) and min(high_eps) < max(high_eps):
         ax.axvspan(min(high_eps), max(high_eps), color="#fff3cd", lw=0, label="high-eps range")
+    elif len(high_eps):  # one strength: a span of zero width would not show
+        ax.axvline(high_eps[0], color="#e0a800", lw=6, alpha=0.3, zorder=0, label="high-eps range")
     for name, c in curves["conditions"].items():
         s = style.get(name, {"color": "C0", "marker": "o", "linestyle": "-"})
-        mean, low, high = _arr(c["mean"]), _arr(c["low"]), _arr(c["high"])
+        # An accuracy lies in [0, 1]; a t-interval over 2 seeds can reach far beyond and hide the curves.
+        mean, low, high = _arr(c["mean"]), np.clip(_arr(c["low"]), 0, 1), np.clip(_arr(c["high"]), 0, 1)
+        measured = np.isfinite(mean)
+        if measured.sum() < MIN_CURVE_POINTS:
+            at = ", ".join(f"{e:g}" for e in eps[measured])
+            ok = measured & np.isfinite(low) & np.isfinite(high)
+            yerr = np.array([np.where(ok, mean - low, 0), np.where(ok, high - mean, 0)])[:, measured]
+            ax.errorbar(eps[measured], mean[measured], yerr=yerr, color=s["color"], marker=s["marker"],
+                        linestyle="none", ms=7, capsize=3,
+                        label=f"{name} (n={c['n']}; measured at {parameter} {at} only)")
+            continue
         ax.plot(eps, mean, color=s["color"], marker=s["marker"], linestyle=s["linestyle"], ms=7, lw=1.8,
                 label=f"{name} (n={c['n']})")
         ok = np.isfinite(low) & np.isfinite(high)
         if ok.any():
-            # An accuracy lies in [0, 1]; a t-interval over 2 seeds can reach far beyond and hide the curves.
-            ax.fill_between(eps, np.clip(np.where(ok, low, mean), 0, 1), np.clip(np.where(ok, high, mean), 0, 1),
-                            color=s["color"], alpha=0.12, lw=0)
+            ax.fill_between(eps, np.where(ok, low, mean), np.where(ok, high, mean), color=s["color"], alpha=0.12,
+                            lw=0)
     ax.set_xlabel(strength_label(curves))
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
@@ -170,7 +204,7 @@ def gain_vs_predictivity(study: dict[str, Any], style: dict[str, dict[str, str]]
     if not rows:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.75, 5.0))
     seen = set()
     for r in rows:
         s = style.get(r["name"], {"color": "C0", "marker": "o"})
@@ -196,9 +230,9 @@ def gain_vs_predictivity(study: dict[str, Any], style: dict[str, dict[str, str]]
     ax.set_xlabel(f"neural predictivity ({study['settings']['layer']})")
     source = (study["settings"].get("gain") or {}).get("source")
     ax.set_ylabel("headline gain over baseline" if source == "headline" else f"gain over baseline ({attack}, high eps)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend_outside(ax, "condition")
     return _png(fig)
 
 
@@ -214,7 +248,7 @@ def time_course(study: dict[str, Any]) -> bytes | None:
         return None
     plt = _plt()
     corr = (study["correlation"].get("per_time") or {}) if study["correlation"].get("computed") else {}
-    fig, axes = plt.subplots(2 if corr else 1, 1, figsize=(6.4, 5.2 if corr else 3.2), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(2 if corr else 1, 1, figsize=(WIDTH, 6.0 if corr else 3.6), sharex=True, squeeze=False)
     ax = axes[0, 0]
     mean, low, high = _arr(tc["mean"]), _arr(tc["low"]), _arr(tc["high"])
     ax.plot(t, mean, color="#1f77b4", label="mean over runs")
@@ -229,14 +263,14 @@ def time_course(study: dict[str, Any]) -> bytes | None:
         ax.axvline(sim, color="#d62728", ls=":", lw=1.5, label=f"simulated peak {sim:g} ms")
     ax.axvline(0, color="#999999", lw=0.8)
     ax.set_ylabel("predictivity (r)")
-    ax.legend(fontsize=7)
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
     if corr:
         ax2 = axes[1, 0]
         ax2.plot(t, _arr(corr["pearson"]), color="#2ca02c")
         if corr.get("peak_ms") is not None:
             ax2.axvline(corr["peak_ms"], color="#2ca02c", ls="--", lw=1, label=f"peak {corr['peak_ms']:g} ms")
-            ax2.legend(fontsize=7)
+            _legend_outside(ax2)
         ax2.axhline(0, color="#999999", lw=0.8)
         ax2.set_ylabel("r(predictivity, gain)")
         ax2.grid(alpha=0.3)
@@ -260,30 +294,118 @@ def channel_positions(study: dict[str, Any]) -> list[tuple[str, float, float]] |
     return out or None
 
 
-def _head(ax) -> None:
-    theta = np.linspace(0, 2 * np.pi, 200)
-    ax.plot(np.cos(theta), np.sin(theta), color="black", lw=1.5)
-    ax.plot([-0.1, 0, 0.1], [0.995, 1.1, 0.995], color="black", lw=1.5)  # nose
-    for side in (-1, 1):
-        ax.plot(side * np.array([0.995, 1.05, 1.07, 1.05, 0.995]), [0.12, 0.1, 0.0, -0.1, -0.12], color="black", lw=1.5)
-    ax.set_xlim(-1.2, 1.2)
-    ax.set_ylim(-1.15, 1.2)
-    ax.set_aspect("equal")
-    ax.axis("off")
-
-
-def channel_map(study: dict[str, Any]) -> bytes | None:
-    """Per-channel predictivity (mean over runs) and its correlation with gain on a head outline."""
-    pos = channel_positions(study)
-    if pos is None:
-        return None
+def _channel_values(study: dict[str, Any]) -> list[tuple[str, np.ndarray]]:
+    """(title, value per neuroid) of each scalp map: mean predictivity over runs, and its r with the gain."""
     per = np.array([_arr(r["per_neuroid"]) for r in study["runs"]])
+    n = len((study.get("recording") or {}).get("neuroids", []))
     window = study["settings"].get("time_window_ms")
     span = "all time bins" if not window else f"{window[0]:g}-{window[1]:g} ms"
-    values = [(f"predictivity (mean r over runs, {span})", np.nanmean(per, axis=0) if per.size else None)]
+    mean = nanmean(per, axis=0) if per.size else np.full(n, np.nan)  # NaN for a masked channel
+    values = [(f"predictivity (mean r over runs, {span})", mean)]
     corr = study["correlation"].get("per_neuroid") if study["correlation"].get("computed") else None
     if corr:
         values.append(("r(channel predictivity, gain)", _arr(corr["pearson"])))
+    return values
+
+
+def _mne():
+    """mne when it is installed (the ``eeg`` extra), else None: the scalp maps then use brainalign's own
+    drawing (``_head``). Imported here, only when a channel map is drawn: mne takes about a second to import."""
+    try:
+        import mne
+    except ImportError:
+        return None
+    return mne
+
+
+HEAD_RADIUS_M = 0.095  # mne's default head sphere (metres): a study's unit-sphere positions are scaled to it
+MIN_TOPOMAP_CHANNELS = 4  # mne interpolates between channels; fewer finite ones are drawn as dots
+
+
+def _template_1020(mne) -> dict[str, np.ndarray]:
+    """Head-frame positions (metres) of mne's 10-20 template (``colin27_1020``; ``standard_1020`` before mne 1.13)."""
+    name = "colin27_1020" if "colin27_1020" in mne.channels.get_builtin_montages() else "standard_1020"
+    montage = mne.channels.make_standard_montage(name)
+    info = mne.create_info(montage.ch_names, 100.0, "eeg", verbose="error")
+    info.set_montage(montage, verbose="error")
+    return {ch["ch_name"]: np.asarray(ch["loc"][:3], dtype=float) for ch in info["chs"]}
+
+
+def _mne_info(study: dict[str, Any], mne):
+    """An ``mne.Info`` of the study's channels with a montage: the study's (x, y) where present (a unit
+    sphere, x right, y front; z from the sphere), else mne's 10-20 template position of the channel's name.
+    Returns (info, where the positions came from), or None when a channel has neither."""
+    neuroids = (study.get("recording") or {}).get("neuroids", [])
+    pos, sources, template = {}, [], None
+    for n in neuroids:
+        x, y = n.get("x"), n.get("y")
+        if x is not None and y is not None:
+            z = float(np.sqrt(max(0.0, 1.0 - x * x - y * y)))
+            pos[n["name"]] = HEAD_RADIUS_M * np.array([x, y, z], dtype=float)
+            sources.append("the study's positions")
+            continue
+        template = template if template is not None else _template_1020(mne)
+        if n["name"] not in template:
+            return None
+        pos[n["name"]] = template[n["name"]]
+        sources.append("mne's 10-20 template")
+    if not pos:
+        return None
+    info = mne.create_info(list(pos), 100.0, "eeg", verbose="error")
+    info.set_montage(mne.channels.make_dig_montage(ch_pos=pos, coord_frame="head"), verbose="error")
+    return info, " and ".join(dict.fromkeys(sources))
+
+
+def channel_map_figure(study: dict[str, Any]):
+    """The channel-map figure and a sentence saying how it was drawn, or None when the neuroids have no
+    scalp positions. Through ``mne.viz.plot_topomap`` when mne is installed (interpolated only near the
+    channels, ``extrapolate="local"``: THINGS-EEG2's 17 channels are all posterior); else brainalign's own
+    drawing, coloured dots on a head outline. Channels masked (all-NaN) are left out of mne's
+    interpolation and named under the map."""
+    values = _channel_values(study)
+    mne = _mne()
+    made = _mne_info(study, mne) if mne is not None else None
+    failed = None
+    if made is not None and all(np.isfinite(v).sum() >= MIN_TOPOMAP_CHANNELS for _, v in values):
+        info, source = made
+        try:
+            fig = _mne_channel_map(values, info, mne)
+        except (ValueError, RuntimeError) as exc:  # e.g. two channels at one position: the report still draws
+            _plt().close("all")
+            failed = " ".join(str(exc).split())[:200]
+        else:
+            return fig, (f"drawn with mne {mne.__version__} (mne.viz.plot_topomap, interpolated near the channels "
+                         f"only; positions: {source})")
+    pos = channel_positions(study)
+    if pos is None:
+        return None
+    why = "mne is not installed (pip install 'brainalign[eeg]')" if mne is None else (
+        "mne could not place every channel" if made is None else f"mne could not draw it: {failed}" if failed else
+        f"fewer than {MIN_TOPOMAP_CHANNELS} channels with values to interpolate")
+    neuroids = (study.get("recording") or {}).get("neuroids", [])
+    placed = all(n.get("x") is not None and n.get("y") is not None for n in neuroids)
+    source = "the study's positions" if placed else "the study's positions, else approximate 10-10 positions"
+    return _dots_channel_map(values, pos), (f"drawn as coloured dots on brainalign's own head outline ({why}; "
+                                            f"positions: {source})")
+
+
+def _mne_channel_map(values: list[tuple[str, np.ndarray]], info, mne):
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(values), figsize=(5.2 * len(values), 5.0), squeeze=False)
+    names = np.array(info.ch_names)
+    for ax, (title, v) in zip(axes[0], values, strict=True):
+        finite = np.isfinite(v)
+        lim = float(np.nanmax(np.abs(v))) or 1.0
+        picked = mne.pick_info(info, np.flatnonzero(finite).tolist(), verbose="error")
+        im, _ = mne.viz.plot_topomap(v[finite], picked, axes=ax, show=False, names=names[finite].tolist(),
+                                     cmap="RdBu_r", vlim=(-lim, lim), extrapolate="local", contours=6)
+        fig.colorbar(im, ax=ax, shrink=0.7)
+        masked = names[~finite].tolist()
+        ax.set_title(title + (f"\nmasked (no values): {', '.join(masked)}" if masked else ""), fontsize=9)
+    return fig
+
+
+def _dots_channel_map(values: list[tuple[str, np.ndarray]], pos: list[tuple[str, float, float]]):
     plt = _plt()
     fig, axes = plt.subplots(1, len(values), figsize=(5.2 * len(values), 5.0), squeeze=False)
     xs = np.array([p[1] for p in pos])
@@ -299,4 +421,26 @@ def channel_map(study: dict[str, Any]) -> bytes | None:
                         color="black" if ok else "#999999")
         fig.colorbar(sc, ax=ax, shrink=0.7)
         ax.set_title(title, fontsize=9)
-    return _png(fig)
+    return fig
+
+
+def _head(ax) -> None:
+    theta = np.linspace(0, 2 * np.pi, 200)
+    ax.plot(np.cos(theta), np.sin(theta), color="black", lw=1.5)
+    ax.plot([-0.1, 0, 0.1], [0.995, 1.1, 0.995], color="black", lw=1.5)  # nose
+    for side in (-1, 1):
+        ax.plot(side * np.array([0.995, 1.05, 1.07, 1.05, 0.995]), [0.12, 0.1, 0.0, -0.1, -0.12], color="black", lw=1.5)
+    ax.set_xlim(-1.2, 1.2)
+    ax.set_ylim(-1.15, 1.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def channel_map(study: dict[str, Any]) -> tuple[bytes | None, str]:
+    """Per-channel predictivity (mean over runs) and its correlation with gain on the scalp, as PNG bytes
+    (None when the neuroids have no scalp positions), with how it was drawn (``channel_map_figure``)."""
+    made = channel_map_figure(study)
+    if made is None:
+        return None, "not drawn: the recording's neuroids have no scalp positions"
+    fig, drawing = made
+    return _png(fig), drawing

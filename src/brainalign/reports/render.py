@@ -289,9 +289,19 @@ def figures(report: dict[str, Any]) -> dict[str, tuple[bytes | None, str]]:
     out: dict[str, tuple[bytes | None, str]] = {}
     for key, curves in report["curves"].items():
         marked = high if key == report["headline"]["curve_attack"] else ()
-        out[f"curve {key}"] = (plots.accuracy_curves(key, curves, style, marked),
-                               f"Accuracy versus strength under {key}: mean over seeds, band = 95% CI over seeds "
-                               "(clipped to [0, 1]).")
+        caption = (f"Accuracy versus strength under {key}: mean over seeds, band = 95% CI over seeds "
+                   "(clipped to [0, 1]).")
+        sparse = plots.sparse_conditions(curves)
+        if sparse:
+            groups: dict[str, list[str]] = {}
+            for name, at in sparse.items():
+                groups.setdefault(", ".join(f"{e:g}" for e in at) or "no strength", []).append(name)
+            parameter = curves.get("parameter") or "eps"
+            caption += (" Measured at fewer than 3 strengths, so drawn as markers with 95% CI bars and no line "
+                        "(nothing was measured between them): "
+                        + "; ".join(f"{', '.join(names)} at {parameter} {at} only" for at, names in groups.items())
+                        + ".")
+        out[f"curve {key}"] = (plots.accuracy_curves(key, curves, style, marked), caption)
     out["clean versus robust"] = (plots.clean_robust_plane(report["conditions"], style, report["headline"]["attack"]),
                                   "Every condition's clean accuracy against its headline robust accuracy (accepted "
                                   "seeds); bars = 95% CI over seeds; defences (robustness references) are starred. "
@@ -300,13 +310,14 @@ def figures(report: dict[str, Any]) -> dict[str, tuple[bytes | None, str]]:
     if study.get("computed"):
         out["gain versus predictivity"] = (plots.gain_vs_predictivity(study, style),
                                            "Each run's gain over the baseline against its neural predictivity; "
-                                           "hollow markers are baseline runs, left out of the fit.")
+                                           "hollow markers are runs left out of the fit (baseline, defence and "
+                                           "excluded runs; legend: not in fit).")
         out["predictivity time course"] = (plots.time_course(study),
                                            "Top: cross-validated predictivity per time bin (mean and 95% CI over "
                                            "runs). Bottom: correlation over runs of that predictivity with the gain.")
-        out["channel map"] = (plots.channel_map(study),
-                              "Per-channel predictivity and its correlation with gain on the scalp (approximate "
-                              "10-10 positions, viewed from above, nose up).")
+        png, drawing = plots.channel_map(study)
+        out["channel map"] = (png, "Per-channel predictivity and its correlation with gain on the scalp, viewed "
+                                   f"from above, nose up; {drawing}.")
     return out
 
 
