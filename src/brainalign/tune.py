@@ -279,7 +279,7 @@ def matched_config(tuning: dict[str, Any], chosen: dict[str, Any], sweep, contro
     return config
 
 
-def run_tuning(path: str | Path, out: str | Path = "configs/tuned", address: str | None = None,
+def run_tuning(path: str | Path, out: str | Path = "src/brainalign/tuned", address: str | None = None,
                progress: bool = False, *, train_fn=None, on_trial=None) -> dict[str, Any]:
     """Run a tuning file's sweep (finished trials are skipped), apply the rule per method, write the configs.
 
