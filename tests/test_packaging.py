@@ -43,8 +43,10 @@ def test_a_wheel_ships_the_tuned_configs_and_the_installed_demo_finds_them(tmp_p
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         manifest = json.loads(archive.read(f"brainalign/tuned/{MANIFEST}"))
+        metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
         archive.extractall(tmp_path / "site")
     assert {f"brainalign/tuned/{file}" for file in manifest["configs"].values()} <= names
+    assert "License-Expression: MIT" in metadata.splitlines()  # the SPDX form (PEP 639), not a License: text
     # The installed package, not this checkout: only the unpacked wheel is on the path, run from elsewhere.
     probe = ("import brainalign, brainalign.demo as d; "
              "print(brainalign.__file__); print(d.TUNED_DIR); print(len(d.load_conditions()[0]))")
