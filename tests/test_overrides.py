@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from brainalign.cli import main
-from brainalign.config import apply_overrides, load_config
+from brainalign.config import apply_overrides, get_field, load_config, set_field
 from brainalign.errors import ConfigError
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -82,3 +82,18 @@ def test_missing_sections_inside_a_new_entry_are_created():
     rec = config.regularizers[0].recording
     assert (rec.name, rec.options) == ("sim_it", {"n_stimuli": 300})
     assert config.eval.attacks[0].eps == [0.0, 0.1]
+
+
+def test_sweeps_and_overrides_walk_dotted_paths_the_same_way():
+    data = {"regularizers": [{"name": "cka", "params": {"layers": ["a"]}}]}
+    set_field(data, "regularizers.-1.params.layers", ["b"], source="field")
+    assert get_field(data, "regularizers.0.params.layers") == get_field(data, "regularizers.-1.params.layers") == ["b"]
+    assert apply_overrides(data, ["regularizers.0.weight=2"])["regularizers"][0]["weight"] == 2
+    with pytest.raises(KeyError):
+        get_field(data, "regularizers.1.weight")
+    # A sweep field cannot append, so its error does not suggest +=; an override's does.
+    with pytest.raises(ConfigError, match=r"^field 'regularizers.1.weight': index 1 is out of range "
+                                          r"\(regularizers has 1 entry; use 0..0\)$"):
+        set_field(data, "regularizers.1.weight", 1.0, source="field")
+    with pytest.raises(ConfigError, match=r"use 0..0, or add one with regularizers\+=\.\.\.\)$"):
+        set_field(data, "regularizers.1.weight", 1.0)

@@ -102,7 +102,8 @@ def sweep(
 def tune(
     config: Annotated[Path, typer.Argument(help="tuning YAML: base run, seeds, cheap attack, methods with their "
                                                 "grids (see configs/sweep_tune_digits.yaml)")],
-    out: Annotated[Path, typer.Option(help="folder for <method>.yaml and manifest.json")] = Path("configs/tuned"),
+    out: Annotated[Path, typer.Option(help="folder for <method>.yaml and manifest.json (the demo reads "
+                                               "src/brainalign/tuned, package data)")] = Path("src/brainalign/tuned"),
     address: Annotated[str | None, typer.Option(help="join a Ray cluster (default: a local Ray)")] = None,
     progress: Annotated[bool, typer.Option(help="also show Ray's and Tune's own output")] = False,
 ) -> None:

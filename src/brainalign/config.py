@@ -291,54 +291,94 @@ def _schema_kind(parts: list[str]) -> str | None:
     return kind
 
 
-def _list_index(key: str, where: str, part: str, items: list) -> int:
+def _list_index(label: str, where: str, part: str, items: list, overriding: bool = False) -> int:
+    """The list index ``part`` names in ``items`` (negative counts from the end); a ConfigError naming ``label``.
+
+    ``overriding``: the path is a command-line override, which can add an entry (``list+=entry``); the error says so.
+    """
     try:
         index = int(part)
     except ValueError:
-        raise ConfigError(f"override {key!r}: {where} is a list; {part!r} is not an index "
-                          f"(use 0..{len(items) - 1})" if items else
-                          f"override {key!r}: {where} is an empty list; add an entry with {where}+=...") from None
+        raise ConfigError(f"{label}: {where} is a list; {part!r} is not an index (use 0..{len(items) - 1})" if items
+                          else f"{label}: {where} is an empty list"
+                          + (f"; add an entry with {where}+=..." if overriding else "")) from None
     if not -len(items) <= index < len(items):
         have = f"has {len(items)} entr{'y' if len(items) == 1 else 'ies'}"
-        hint = f"use 0..{len(items) - 1}, or " if items else ""
-        raise ConfigError(f"override {key!r}: index {index} is out of range ({where} {have}; "
-                          f"{hint}add one with {where}+=...)")
+        hints = ([f"use 0..{len(items) - 1}"] if items else []) + ([f"add one with {where}+=..."] if overriding else [])
+        raise ConfigError(f"{label}: index {index} is out of range ({where} {have}"
+                          + (f"; {', or '.join(hints)}" if hints else "") + ")")
     return index
 
 
-def _set_dotted(data: dict[str, Any], key: str, value: Any, *, append: bool = False) -> None:
-    """Set (or, with ``append``, append to) the entry at a dotted path; integer parts index lists."""
+def set_field(data: dict[str, Any], dotted: str, value: Any, *, append: bool = False,
+              source: str = "override") -> None:
+    """Set (or, with ``append``, append to) the entry at a dotted path of a config dict, in place.
+
+    The one walk of dotted config paths: command-line overrides (:func:`apply_overrides`), sweep grids and
+    settings (``brainalign.sweep``) and tuning's matched copies (``brainalign.tune``) all set fields with it.
+    Integer parts index lists (negative counts from the end; the item must exist); missing sections are
+    created (as a list where the RunConfig schema has one there).
+
+    Args:
+        data: the config as a nested dict/list.
+        dotted: ``section.field``, e.g. ``train.epochs`` or ``regularizers.0.params.layers``.
+        value: what to set (or append).
+        append: append ``value`` to the list at ``dotted`` (created when absent) instead of setting it.
+        source: what the path is called in error messages (``override``, ``field``).
+
+    Raises:
+        ConfigError: an empty part, a missing list item, or a path through a value.
+    """
+    key = dotted
+    label = f"{source} {key!r}"
+    overriding = source == "override"
     parts = key.split(".")
     if not all(parts):
-        raise ConfigError(f"override {key!r}: empty field name")
+        raise ConfigError(f"{label}: empty field name")
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         where = ".".join(parts[:i + 1])
         if isinstance(node, list):
-            node = node[_list_index(key, ".".join(parts[:i]), part, node)]
+            node = node[_list_index(label, ".".join(parts[:i]), part, node, overriding)]
         else:
             if part not in node or node[part] is None:
                 node[part] = [] if _schema_kind(parts[:i + 1]) == "list" else {}
             node = node[part]
         if not isinstance(node, (dict, list)):
-            raise ConfigError(f"override {key!r}: {where} is a value, not a section or a list")
+            raise ConfigError(f"{label}: {where} is a value, not a section or a list")
     last, parent = parts[-1], ".".join(parts[:-1])
     if append:
         if isinstance(node, list):
-            target = node[_list_index(key, parent, last, node)]
+            target = node[_list_index(label, parent, last, node, overriding)]
         else:
             if last not in node or node[last] is None:
                 if _schema_kind(parts) not in ("list", None):
-                    raise ConfigError(f"override {key + '+='!r}: {key} is not a list (+= appends to a list)")
+                    raise ConfigError(f"{source} {key + '+='!r}: {key} is not a list (+= appends to a list)")
                 node[last] = []
             target = node[last]
         if not isinstance(target, list):
-            raise ConfigError(f"override {key + '+='!r}: {key} is not a list (+= appends to a list; use = to replace)")
+            raise ConfigError(f"{source} {key + '+='!r}: {key} is not a list (+= appends to a list; use = to replace)")
         target.append(value)
     elif isinstance(node, list):
-        node[_list_index(key, parent, last, node)] = value
+        node[_list_index(label, parent, last, node, overriding)] = value
     else:
         node[last] = value
+
+
+def get_field(data: Any, dotted: str) -> Any:
+    """The entry at a dotted path of a config dict (list indices as in :func:`set_field`); KeyError if absent."""
+    node = data
+    for part in dotted.split("."):
+        if isinstance(node, list):
+            try:
+                node = node[_list_index("field", "", part, node)]
+            except ConfigError:
+                raise KeyError(dotted) from None
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            raise KeyError(dotted)
+    return node
 
 
 def parse_value(raw: str) -> Any:
@@ -367,7 +407,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key = key[:-1].strip() if append else key
         if not key:
             raise ConfigError(f"override {item!r} must look like section.field=value (or list+=entry)")
-        _set_dotted(data, key, parse_value(raw), append=append)
+        set_field(data, key, parse_value(raw), append=append)
     return data
 
 

@@ -11,6 +11,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,9 @@ class Condition:
 
 
 # Every condition runs at the settings selected by `brainalign tune configs/sweep_tune_digits.yaml` (the one
-# rule of brainalign.tune, on the validation split): configs/tuned/<method>.yaml and manifest.json.
-TUNED_DIR = Path(__file__).resolve().parents[2] / "configs" / "tuned"
+# rule of brainalign.tune, on the validation split): <method>.yaml and manifest.json in brainalign/tuned/, package
+# data, so an installed wheel has them (a wheel installs as files, so the resource is a real folder).
+TUNED_DIR = Path(str(resources.files("brainalign") / "tuned"))
 # --quick keeps the core comparison (baseline, pixel and neural similarity) so that it runs in about a minute.
 QUICK = ("baseline", "pixel_similarity", "neural_similarity_it")
 QUICK_EPOCHS = 8  # --quick is a smoke run of the pipeline: fewer epochs than the tuned schedule

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,15 @@ from safetensors.torch import load_file, save_file
 
 from brainalign.errors import BrainAlignError
 
+# atomic_path's temporary for ``name``: ``.<name>.<random>.tmp`` beside it (tempfile.mkstemp's random part:
+# 8 characters of a-z, 0-9 and _).
+TMP_SUFFIX = ".tmp"
+_TMP_RANDOM = r"[a-z0-9_]{8}"
+
+
+def _tmp_prefix(name: str) -> str:
+    return f".{name}."
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -24,7 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path.name), suffix=TMP_SUFFIX)
     except OSError as exc:
         raise BrainAlignError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
     os.close(fd)
@@ -35,6 +45,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def leftover_tmp(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """The temporaries of :func:`atomic_path` for the files ``names`` in ``folder`` that are still there.
+
+    A process killed inside ``atomic_path`` (SIGKILL, power loss: no ``finally`` runs) leaves its temporary,
+    ``.<name>.<random>.tmp``, beside an intact target (the old file, or none). Only files of exactly that
+    name form are returned (not below ``folder``, no links). Whether one is a leftover or a write under way
+    only the folder's writer can tell: remove them while holding the folder's lock (``run_folder.locked``).
+    """
+    folder = Path(folder)
+    pattern = re.compile("|".join(re.escape(_tmp_prefix(n)) + _TMP_RANDOM + re.escape(TMP_SUFFIX) for n in names))
+    try:
+        entries = list(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(p for p in entries if pattern.fullmatch(p.name) and not p.is_symlink() and p.is_file())
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -32,9 +32,13 @@ import torch
 from brainalign import results
 from brainalign.config import RunConfig, parse_config, read_yaml
 from brainalign.errors import BrainAlignError, ConfigError
-from brainalign.io import load_checkpoint, save_checkpoint, write_yaml
+from brainalign.io import leftover_tmp, load_checkpoint, save_checkpoint, write_yaml
 
 LOCK = ".lock"
+# The files written under the lock (here and by evaluate_run). Taking the lock removes the temporaries of these
+# (brainalign.io.atomic_path) that a killed writer left; other files' temporaries (alignment.json, written by
+# the study without the lock) may belong to a write under way and are left alone.
+LOCKED_FILES = (results.CONFIG, results.CHECKPOINT, results.METRICS, results.WEIGHTS, results.RESULT, results.FLAGS)
 NEW, CLAIMED, CHECKPOINTED, TRAINED, EVALUATED = "new", "claimed", "checkpointed", "trained", "evaluated"
 
 _locks: dict[Path, filelock.FileLock] = {}
@@ -77,6 +81,9 @@ def locked(run_dir: str | Path) -> Iterator[Path]:
         raise BrainAlignError(f"{run_dir} is being written by another brainalign process (lock {run_dir / LOCK}); "
                               f"wait until it finishes, then run this again") from None
     try:
+        if lock.lock_counter == 1:  # first hold: nothing writes here now, so a temporary was left by a killed writer
+            for tmp in leftover_tmp(run_dir, LOCKED_FILES):
+                tmp.unlink(missing_ok=True)
         yield run_dir
     finally:
         lock.release()

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from brainalign import results
-from brainalign.config import RunConfig, parse_config, read_yaml
+from brainalign.config import RunConfig, get_field, parse_config, read_yaml, set_field
 from brainalign.errors import BrainAlignError, ConfigError
 from brainalign.io import read_json, write_json
 
@@ -159,43 +159,6 @@ def _describe_value(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else repr(value)
 
 
-def _set_field(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.0.c`` in a nested dict/list config; missing mapping keys are created, list items must exist."""
-    parts = dotted.split(".")
-    node: Any = data
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        where = ".".join(parts[:i]) or "the config"
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"field {dotted!r}: {where} has no item {part} (it has {len(node)})")
-            if last:
-                node[int(part)] = value
-            else:
-                node = node[int(part)]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                if node.get(part) is None:
-                    node[part] = {}
-                node = node[part]
-        else:
-            raise ConfigError(f"field {dotted!r}: {where} is a value, not a section")
-
-
-def _get_field(data: Any, dotted: str) -> Any:
-    node = data
-    for part in dotted.split("."):
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            raise KeyError(dotted)
-    return node
-
-
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in over.items():
@@ -263,7 +226,7 @@ def _trial_name(template: str | None, params: dict[str, Any], config: dict[str, 
         if key in params:
             return _format_value(params[key], spec)
         try:
-            return _format_value(_get_field(config, key), spec)
+            return _format_value(get_field(config, key), spec)
         except KeyError:
             raise ConfigError(f"name_template: {{{key}}} is neither a swept field nor a config field") from None
 
@@ -328,7 +291,7 @@ def _settings(raw: Any, base: dict[str, Any]) -> list[dict[str, Any]]:
         for dotted, value in values.items():
             if dotted in _RESERVED_FIELDS:
                 raise ConfigError(f"settings.{i}.set: {dotted} cannot be set per setting")
-            _set_field(data, dotted, copy.deepcopy(value))
+            set_field(data, dotted, copy.deepcopy(value), source="field")
         try:
             parse_config(data)
         except ConfigError as exc:
@@ -340,7 +303,7 @@ def _settings(raw: Any, base: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _validate_value(base: dict[str, Any], section: str, dotted: str, value: Any) -> None:
     data = copy.deepcopy(base)
-    _set_field(data, dotted, value)
+    set_field(data, dotted, value, source="field")
     try:
         parse_config(data)
     except ConfigError as exc:
@@ -498,7 +461,7 @@ def load_sweep(path: str | Path, raw: dict[str, Any] | None = None) -> Sweep:
             data = copy.deepcopy(base)
             for dotted, value in [*(setting["set"].items() if setting else []), *params.items()]:
                 if dotted != SETTING:
-                    _set_field(data, dotted, copy.deepcopy(value))
+                    set_field(data, dotted, copy.deepcopy(value), source="field")
             name = _trial_name(template, params, data, base_config.name)
             data["name"] = name
             try:

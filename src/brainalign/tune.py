@@ -262,7 +262,7 @@ def selections(tuning: dict[str, Any], sweep, table: list[dict[str, Any]]) -> di
 def matched_config(tuning: dict[str, Any], chosen: dict[str, Any], sweep, control: str) -> dict[str, Any] | None:
     """A control at its regularizer's selected settings: the control's config with the ``matched.copy`` fields
     taken from the regularizer's selected config (same weight, layers, pairs)."""
-    from brainalign.sweep import _get_field, _set_field
+    from brainalign.config import get_field, set_field
 
     spec = tuning["methods"][control].get("matched")
     if not spec:
@@ -272,14 +272,14 @@ def matched_config(tuning: dict[str, Any], chosen: dict[str, Any], sweep, contro
     source = _config_of(sweep, chosen[spec["of"]]["selected"]["setting"], tuning["seeds"][0])
     for dotted in spec["copy"]:
         try:
-            value = _get_field(source, dotted)
+            value = get_field(source, dotted)
         except KeyError:
             raise ConfigError(f"methods.{control}.matched.copy: {spec['of']}'s config has no {dotted}") from None
-        _set_field(config, dotted, copy.deepcopy(value))
+        set_field(config, dotted, copy.deepcopy(value), source="field")
     return config
 
 
-def run_tuning(path: str | Path, out: str | Path = "configs/tuned", address: str | None = None,
+def run_tuning(path: str | Path, out: str | Path = "src/brainalign/tuned", address: str | None = None,
                progress: bool = False, *, train_fn=None, on_trial=None) -> dict[str, Any]:
     """Run a tuning file's sweep (finished trials are skipped), apply the rule per method, write the configs.
 

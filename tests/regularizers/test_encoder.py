@@ -105,7 +105,7 @@ def test_mse_encoder_predicts_on_the_responses_scale():
 
 
 def test_cnn_and_ridge_predictors_are_scored_on_the_same_folds():
-    from brainalign.alignment.predictivity import _fold_labels
+    from brainalign.alignment.predictivity import fold_labels
     from brainalign.regularizers.targets import fit_recording_predictor
 
     _, images, y = _sim_v1(n=100, n_units=4)
@@ -116,7 +116,7 @@ def test_cnn_and_ridge_predictors_are_scored_on_the_same_folds():
 
     from brainalign.regularizers.predictor import ALPHAS
     feats = (ridge.features(images) - ridge.feature_mean) / ridge.feature_std
-    labels = _fold_labels(100, 5, None, 5)
+    labels = fold_labels(100, 5, None, 5)
     oof = np.zeros((100, 4))
     for k in range(5):
         tr, te = labels != k, labels == k

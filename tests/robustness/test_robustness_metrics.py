@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from brainalign.errors import ConfigError
+from brainalign.analysis import stats
+from brainalign.errors import ConfigError, DataError
 from brainalign.robustness import (
     accuracy_from_distances,
     auc,
@@ -16,6 +17,7 @@ from brainalign.robustness import (
     median_minimal_perturbation,
     robustness_gain,
 )
+from brainalign.robustness import metrics as robustness_metrics
 
 
 def test_auc_is_the_mean_accuracy_over_the_strength_range():
@@ -51,9 +53,12 @@ def test_mcnemar_on_paired_outcomes():
     a = torch.tensor([1] * 60 + [0] * 40, dtype=torch.bool)
     b = torch.tensor([1] * 40 + [0] * 60, dtype=torch.bool)
     out = mcnemar(a, b)
-    assert (out["a_only"], out["b_only"]) == (20, 0)
-    assert out["difference"] == pytest.approx(0.2)
-    assert out["p_value"] == pytest.approx(2 * 0.5**20)
-    assert mcnemar(a, a)["p_value"] == 1.0
-    with pytest.raises(ConfigError):
+    assert (out["n"], out["n_base_only"], out["n_other_only"]) == (100, 20, 0)
+    assert out["p_exact"] == pytest.approx(2 * 0.5**20)
+    assert mcnemar(a, a)["p_exact"] == 1.0
+    with pytest.raises(DataError):
         mcnemar(a, b[:10])
+
+
+def test_mcnemar_is_defined_once():
+    assert mcnemar is stats.mcnemar and robustness_metrics.mcnemar is stats.mcnemar

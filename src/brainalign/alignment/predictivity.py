@@ -370,7 +370,23 @@ def _check_ids(feature_ids, target_ids, n: int) -> None:
                         f"feature id {a[i]!r} vs target id {b[i]!r}); put both in the same stimulus order")
 
 
-def _fold_labels(n: int, n_folds: int, folds, seed: int) -> np.ndarray:
+def fold_labels(n: int, n_folds: int, folds, seed: int) -> np.ndarray:
+    """(n,) fold label in 0..K-1 per stimulus: the cross-validation split of :func:`predictivity`.
+
+    Anything that scores on "the same folds as predictivity" (the neural predictors of
+    ``brainalign.regularizers``) calls this, so one seed means one split everywhere.
+
+    Args:
+        n: number of stimuli.
+        n_folds: K, used when ``folds`` is None: a permutation by ``np.random.default_rng(seed)`` cut into K
+            near-equal parts (``np.array_split``).
+        folds: one label per stimulus (any values), relabelled 0..K-1 in sorted order; or None.
+        seed: seed of the random split.
+
+    Raises:
+        ConfigError: bad ``n_folds`` or ``folds`` (wrong shape, a single label).
+        DataError: too few stimuli (every test fold needs one, every training set at least 3).
+    """
     if folds is not None:
         labels = np.asarray(folds)
         if labels.shape != (n,):
@@ -454,7 +470,7 @@ def predictivity(features, targets, *, alphas: Sequence[float] | None = None, re
         raise ConfigError(f"alphas must be a non-empty list of positive finite penalties; got {grid.tolist()}")
     if n_components is not None and (not isinstance(n_components, int) or n_components < 1):
         raise ConfigError(f"n_components must be a positive integer or None; got {n_components!r}")
-    labels = _fold_labels(n, n_folds, folds, seed)
+    labels = fold_labels(n, n_folds, folds, seed)
     k_folds = int(labels.max()) + 1
     if target_block is not None:
         if not isinstance(target_block, int) or target_block < 1:
@@ -501,7 +517,7 @@ def predictivity(features, targets, *, alphas: Sequence[float] | None = None, re
         n_refined += fit.n_refined
 
     r = np.full(n_targets, np.nan)
-    r[cols] = _pearson(pred, yt).cpu().numpy()
+    r[cols] = pearson_columns(pred, yt).cpu().numpy()
     r_norm, n_bad = None, 0
     if norm_ceiling is not None:
         good = np.isfinite(norm_ceiling) & (norm_ceiling > 0)
@@ -548,8 +564,12 @@ def _blocked(x: np.ndarray, y: np.ndarray, target_shape: tuple[int, ...], block:
         predictions=None if first.predictions is None else np.concatenate([p.predictions for p in parts], axis=1))
 
 
-def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(T,) Pearson r between matching columns of a and b (n, T); NaN where either column is constant."""
+def pearson_columns(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(T,) Pearson r between matching columns of a and b (n, T); NaN where either column is constant.
+
+    The score of :func:`predictivity` (held-out predictions against responses, per target), in torch so it
+    runs on the fit's device and dtype; the neural predictors of ``brainalign.regularizers`` score with it too.
+    """
     a = a - a.mean(0)
     b = b - b.mean(0)
     return (a * b).sum(0) / torch.sqrt(a.square().sum(0) * b.square().sum(0))

@@ -62,9 +62,14 @@ def nanmean(values, axis=None):
     return float(out) if np.ndim(out) == 0 else out
 
 
+def _flags(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor (correct_flags), on any device
+        x = x.detach().cpu()
+    return np.asarray(x).astype(bool)
+
+
 def _paired_flags(base, other) -> tuple[np.ndarray, np.ndarray]:
-    a = np.asarray(base).astype(bool)
-    b = np.asarray(other).astype(bool)
+    a, b = _flags(base), _flags(other)
     if a.shape != b.shape:
         raise DataError(f"paired outcomes must cover the same examples; got shapes {a.shape} and {b.shape}")
     return a.reshape(-1), b.reshape(-1)
@@ -92,7 +97,8 @@ def mcnemar(base, other) -> dict[str, float]:
     Laake (2013, BMC Med Res Methodol 13:91), less conservative and close to the nominal level.
 
     Args:
-        base, other: (n,) boolean or 0/1 outcomes per example, in the same example order.
+        base, other: (n,) boolean or 0/1 outcomes per example (arrays or torch tensors, e.g.
+            ``brainalign.robustness.correct_flags``), in the same example order.
     Returns:
         n (pairs), n_base_only (b), n_other_only (c), p_exact, p_midp (1 when there is no discordant pair).
     """

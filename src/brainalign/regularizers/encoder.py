@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brainalign.alignment.predictivity import _fold_labels, _pearson
+from brainalign.alignment.predictivity import fold_labels, pearson_columns
 from brainalign.errors import BrainAlignError, ConfigError, DataError
 from brainalign.regularizers.base import check_choice
 from brainalign.regularizers.neural_prediction import prediction_loss
@@ -302,7 +302,7 @@ def _fit(images: torch.Tensor, y: torch.Tensor, s: EncoderSettings, key: str) ->
     else:
         mean, std = torch.zeros(y.shape[1]), torch.ones(y.shape[1])
     target = (y - mean) / std  # poisson: the responses themselves
-    labels = _fold_labels(n, s.folds, None, s.seed)
+    labels = fold_labels(n, s.folds, None, s.seed)
     oof = torch.zeros_like(y)
     models, epochs = [], []
     for k in range(s.folds):
@@ -314,7 +314,7 @@ def _fit(images: torch.Tensor, y: torch.Tensor, s: EncoderSettings, key: str) ->
             oof[test] = _response_scale(model, images[test], loss, mean, std)
         models.append(model)
         epochs.append(epoch)
-    r = _pearson(oof.double(), y.double()).numpy()
+    r = pearson_columns(oof.double(), y.double()).numpy()
     return TrainedEncoder(models, s, loss, mean, std, r, key, "off", epochs)
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import RidgeCV
 
-from brainalign.alignment.predictivity import _fold_labels, _pearson
+from brainalign.alignment.predictivity import fold_labels, pearson_columns
 from brainalign.errors import DataError
 
 ALPHAS = tuple(10.0 ** np.arange(-2, 6))
@@ -120,7 +120,7 @@ def fit_predictor(images: torch.Tensor, responses: torch.Tensor, *, seed: int = 
     pred.feature_std = feats.std(0) + 1e-8
     feats = (feats - pred.feature_mean) / pred.feature_std
 
-    labels = _fold_labels(n, folds, None, seed)
+    labels = fold_labels(n, folds, None, seed)
     oof = np.zeros_like(y)
     with blas_threads():
         for k in range(folds):
@@ -128,7 +128,7 @@ def fit_predictor(images: torch.Tensor, responses: torch.Tensor, *, seed: int = 
             fold = RidgeCV(alphas=ALPHAS).fit(feats[train], y[train])
             oof[test] = fold.predict(feats[test]).reshape(-1, y.shape[1])
         model = RidgeCV(alphas=ALPHAS).fit(feats, y)
-    pred.heldout_r_per_output = _pearson(torch.from_numpy(oof), torch.from_numpy(y)).numpy()
+    pred.heldout_r_per_output = pearson_columns(torch.from_numpy(oof), torch.from_numpy(y)).numpy()
 
     pred.coef = np.asarray(model.coef_, dtype=np.float64).reshape(y.shape[1], -1).T
     pred.intercept = np.asarray(model.intercept_, dtype=np.float64).reshape(-1)

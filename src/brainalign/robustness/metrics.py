@@ -1,5 +1,6 @@
 """Robustness metrics: accuracy per strength, area under the curve, median minimal perturbation,
-robustness gain over a baseline (Guo et al. 2024) and paired tests on per-example outcomes.
+robustness gain over a baseline (Guo et al. 2024) and paired tests on per-example outcomes (``mcnemar``: the
+one McNemar test, ``brainalign.analysis.stats.mcnemar``, re-exported here beside the metrics it compares).
 
 All functions return plain floats, lists and dicts (JSON-ready; an undefined value is None, never inf/NaN).
 """
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from brainalign.analysis.stats import mcnemar as mcnemar  # re-exported: the one McNemar test
 from brainalign.errors import ConfigError
 
 
@@ -89,18 +91,3 @@ def robustness_gain(eps: Sequence[float], acc: Sequence[float], baseline_acc: Se
     mask = np.isin(e, chosen)
     diff = a[mask] - a0[mask]
     return {"gain": float(diff.mean()), "eps": [float(v) for v in e[mask]], "per_eps": [float(v) for v in diff]}
-
-
-def mcnemar(flags_a: torch.Tensor, flags_b: torch.Tensor) -> dict[str, float | int]:
-    """Exact McNemar test on paired per-example outcomes (same images): is A's accuracy different from B's?
-
-    b = correct under A only, c = correct under B only; two-sided p = P(Binomial(b + c, 1/2) as extreme).
-    """
-    from scipy.stats import binomtest
-
-    fa, fb = flags_a.bool().flatten(), flags_b.bool().flatten()
-    if fa.shape != fb.shape:
-        raise ConfigError(f"paired outcomes need the same examples, got {fa.numel()} and {fb.numel()}")
-    b, c = int((fa & ~fb).sum()), int((~fa & fb).sum())
-    p = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
-    return {"a_only": b, "b_only": c, "difference": (b - c) / max(fa.numel(), 1), "p_value": p}
