@@ -1,6 +1,6 @@
 """Wall time of the embedded study against its budget: `--quick` within 60 s, the full demo within 8 minutes.
 
-The demo runs at its tuned settings (configs/tuned), in a fresh temporary folder, with its default workers.
+The demo runs at its tuned settings (src/brainalign/tuned), in a fresh temporary folder, with its default workers.
 Wall time depends on how loaded the machine is, so the load average (1 minute) before and after is printed
 beside it; the figure in README was measured this way.
 
