@@ -112,7 +112,11 @@ class TrainConfig(_Strict):
     """Optimisation."""
 
     epochs: int = Field(10, ge=1, le=10_000)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="examples per micro-batch (one forward and backward pass); an "
+                            "optimiser step sees batch_size x accumulate_steps")
+    accumulate_steps: int = Field(1, ge=1, description="gradient accumulation: micro-batches per "
+                                  "optimiser step, each one's total loss weighted by its share of the step's "
+                                  "examples (1/k for equal micro-batches)")
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
