@@ -67,6 +67,9 @@ class DataConfig(_Strict):
     split_seed: int = Field(0, ge=0, description="seed of the fixed split; the same for every run so that "
                             "test images, and hence paired tests, match across runs")
     download: bool = Field(False, description="download missing files (needs torchvision and a network)")
+    cache: bool = Field(True, description="image_folder and things_eeg2: decode and resize the files once into a "
+                        "uint8 cache (brainalign.data.cache) that later loads read; false decodes every time "
+                        "and writes nothing (the same pixels)")
 
 
 class ModelConfig(_Strict):
