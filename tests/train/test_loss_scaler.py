@@ -37,7 +37,8 @@ def finals(monkeypatch):
 
 
 def _state(scaler) -> tuple[float, int]:
-    return scaler.get_scale(), scaler._get_growth_tracker()
+    state = scaler.state_dict()
+    return state["scale"], state["_growth_tracker"]
 
 
 def _config(tiny_config, out_dir):
