@@ -107,3 +107,17 @@ def test_images_of_different_sizes_need_a_size_and_leave_no_cache(root):
 def test_a_bad_flag_value_is_one_config_error():
     with pytest.raises(ConfigError, match=r"^data\.cache: "):
         parse_config({"data": {"cache": "sometimes"}})
+
+
+def test_the_same_relative_path_in_another_folder_is_not_read_from_the_cache(tmp_path, monkeypatch):
+    """Two folders with the same names, byte sizes and modification times, given as the same relative root."""
+    for where, value in (("one", 10), ("two", 200)):
+        for cls in ("a", "b"):
+            (tmp_path / where / "imgs" / cls).mkdir(parents=True)
+            path = tmp_path / where / "imgs" / cls / "0.bmp"  # BMP: the byte size depends on the shape only
+            Image.fromarray(np.full((4, 4, 3), value, dtype=np.uint8), "RGB").save(path)
+            os.utime(path, ns=(10**18, 10**18))
+    monkeypatch.chdir(tmp_path / "one")
+    assert float(_load("imgs").max()) == pytest.approx(10 / 255)
+    monkeypatch.chdir(tmp_path / "two")
+    assert float(_load("imgs").max()) == pytest.approx(200 / 255)

@@ -4,7 +4,7 @@ Folders of real size (THINGS-EEG2: 16,540 JPEGs of 500 x 500; NSD: 73,000 images
 every time. ``cached_images(files, size, mode)`` decodes each file once with :func:`decode` (PIL: convert to
 ``mode``, bilinear resize to ``size``), writes the uint8 (N, H, W, C) array to ``<cache dir>/<key>.npy``
 atomically, and from then on returns it as a read-only memory map. The key is the SHA-256 of every file's
-path, byte size and modification time, the size, the mode and ``CACHE_VERSION``, so a changed file, size or
+absolute path, byte size and modification time, the size, the mode and ``CACHE_VERSION``, so a changed file, size or
 mode gives a new cache and never stale pixels. The cached pixels are exactly :func:`decode`'s (a test checks).
 
 Decoding runs in a ``torch.utils.data.DataLoader`` with ``workers`` processes. For training loops that read
@@ -56,11 +56,12 @@ def decode(path: str | os.PathLike, size: int | None, mode: str = "RGB") -> np.n
 
 
 def cache_key(files: Sequence[str | os.PathLike], size: int | None, mode: str) -> str:
-    """SHA-256 of the files' paths, byte sizes and modification times, the size, mode and cache version."""
+    """SHA-256 of the files' absolute paths, byte sizes and modification times, the size, mode and cache version
+    (absolute: the same relative path from another working folder is another file)."""
     h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{mode}|{len(files)}\n".encode())
     for f in files:
         st = os.stat(f)
-        h.update(f"{os.fspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:32]
 
 

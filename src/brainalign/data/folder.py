@@ -8,8 +8,8 @@ goes to 3 channels whatever the majority. Alpha is dropped (the colour values ar
 
 The files are decoded (RGB) and resized once into the uint8 image cache (``brainalign.data.cache``): later loads
 of the same folder (other seeds, sweeps, evaluation) read the cache instead of decoding. The cache is keyed by
-every file's path, byte size and modification time and by ``data.image_size``, so an added, removed or edited
-file, or another size, is decoded afresh. ``data.cache: false`` decodes every time (the same pixels).
+every file's absolute path, byte size and modification time and by ``data.image_size``, so an added, removed or
+edited file, or another size, is decoded afresh. ``data.cache: false`` decodes every time (the same pixels).
 """
 
 from __future__ import annotations
