@@ -67,6 +67,9 @@ class DataConfig(_Strict):
     split_seed: int = Field(0, ge=0, description="seed of the fixed split; the same for every run so that "
                             "test images, and hence paired tests, match across runs")
     download: bool = Field(False, description="download missing files (needs torchvision and a network)")
+    cache: bool = Field(True, description="image_folder and things_eeg2: decode and resize the files once into a "
+                        "uint8 cache (brainalign.data.cache) that later loads read; false decodes every time "
+                        "and writes nothing (the same pixels)")
 
 
 class ModelConfig(_Strict):
@@ -112,7 +115,11 @@ class TrainConfig(_Strict):
     """Optimisation."""
 
     epochs: int = Field(10, ge=1, le=10_000)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="examples per micro-batch (one forward and backward pass); an "
+                            "optimiser step sees batch_size x accumulate_steps")
+    accumulate_steps: int = Field(1, ge=1, description="gradient accumulation: micro-batches per "
+                                  "optimiser step, each one's total loss weighted by its share of the step's "
+                                  "examples (1/k for equal micro-batches)")
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)

@@ -193,9 +193,9 @@ def run_demo(out_dir: str | Path = "runs", quick: bool = False, seeds: int | Non
              workers: int | None = None, progress: bool = True, tuned_dir: str | Path = TUNED_DIR) -> Path:
     """Run the embedded study and write ``summary.json`` and ``report.md``; returns the experiment folder.
 
-    Every condition runs at its tuned setting (``tuned_dir``: src/brainalign/tuned, shipped with the package). Runs are spread over
-    ``workers`` processes (default: one per CPU core, at most 4), each with one thread. Finished runs are
-    skipped, so an interrupted demo resumes where it stopped.
+    Every condition runs at its tuned setting (``tuned_dir``: src/brainalign/tuned, shipped with the package).
+    Runs are spread over ``workers`` processes (default: one per CPU core, at most 4), each with one thread.
+    Finished runs are skipped, so an interrupted demo resumes where it stopped.
     """
     out_dir = Path(out_dir)
     n_seeds = seeds or (QUICK_SEEDS if quick else SEEDS)

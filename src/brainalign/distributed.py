@@ -105,10 +105,12 @@ def check_world(config: RunConfig, n_train: int, world: int) -> None:
     if bs % world:
         raise ConfigError(f"train.batch_size: {bs} is not divisible by the {world} training processes; "
                           f"choose a multiple of {world}")
-    last = n_train % bs
-    if 0 < last < world:
+    k = config.train.accumulate_steps  # every rank cuts its shard of a step into k micro-batches
+    last = n_train % (bs * k)
+    if 0 < last < world * k:
         raise ConfigError(f"train.batch_size: the last batch of an epoch has {last} of {n_train} training images, "
-                          f"fewer than the {world} processes; choose another batch size")
+                          f"fewer than the {world} processes" + (f" x {k} micro-batches" if k > 1 else "") +
+                          "; choose another batch size")
 
 
 def average_gradients(parameters: list[nn.Parameter], weight: float, world: World) -> None:
@@ -224,7 +226,7 @@ def _fit_parallel(trainee: Trainee, run_dir: Path, world: World, progress: bool)
     start, rows = resume(trainee, run_dir)
     device = config.train.device
     x_all, y_all = data.train.images, data.train.labels
-    bs = config.train.batch_size
+    bs = config.train.batch_size * config.train.accumulate_steps  # one optimiser step's examples
     params = [p for group in trainee.optimizer.param_groups for p in group["params"]]
     step_weight = [1.0]
     hook = trainee.optimizer.register_step_pre_hook(

@@ -7,10 +7,12 @@ moves the model more than the task does; a ratio of 0.05 means it barely acts.
 
 Measured with ``torch.autograd.grad`` on the first step of each epoch and every ``EVERY``-th step after it,
 never every step, and without touching ``.grad``, so the training trajectory (and resume bit-identity) is
-the same as without it. ``metrics.csv`` gets one column per term (``grad_ratio_reg<i>``, the mean over the
-measured steps of the epoch); ``result.json`` gets ``gradient_ratios`` (per term: median, median of the first
-quarter of the epochs, max, the share of epochs above 1) and a warning when a term dominates (ratio > 1 in
-more than half of the epochs).
+the same as without it. Under gradient accumulation (``train.accumulate_steps``) each micro-batch's gradients
+(weighted as the step weights its loss) are summed over the step before the norms are taken, so a ratio is
+the optimiser step's, not one micro-batch's. ``metrics.csv`` gets one column per term (``grad_ratio_reg<i>``,
+the mean over the measured steps of the epoch); ``result.json`` gets ``gradient_ratios`` (per term: median,
+median of the first quarter of the epochs, max, the share of epochs above 1) and a warning when a term
+dominates (ratio > 1 in more than half of the epochs).
 """
 
 from __future__ import annotations
@@ -56,23 +58,36 @@ def _full_batch(vec: torch.Tensor, n_local: int | None) -> torch.Tensor:
     return vec
 
 
+def gradients(losses: Sequence[torch.Tensor], params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Each loss's gradient at ``params`` as one flat float64 vector (zeros for a loss without a graph; graphs
+    kept). Under gradient accumulation the training step sums these over its micro-batches (each loss already
+    weighted by its micro-batch's share), which gives the whole step's gradients."""
+    params = [p for p in params if p.requires_grad]
+    out = []
+    for loss in losses:
+        if not loss.requires_grad:
+            out.append(torch.zeros(sum(p.numel() for p in params), dtype=torch.float64))
+            continue
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        out.append(_flat(grads, params))
+    return out
+
+
+def ratios_of(classification: torch.Tensor, terms: Sequence[torch.Tensor], n_local: int | None = None) -> list[float]:
+    """||each term's gradient|| / ||the classification loss's gradient||, from flat gradients (:func:`gradients`).
+
+    ``n_local``: this process's examples in the step, under torch.distributed (every rank must call this at the
+    same steps), so that the ratios are the whole batch's, the same as in one process.
+    """
+    ce = float(_full_batch(classification, n_local).norm())
+    return [(float(_full_batch(term, n_local).norm()) / ce if ce > 0 else float("nan")) for term in terms]
+
+
 def ratios(classification: torch.Tensor, terms: Sequence[torch.Tensor],
            params: Sequence[torch.Tensor], n_local: int | None = None) -> list[float]:
-    """||grad of each weighted term|| / ||grad of the classification loss|| at ``params`` (graphs kept).
-
-    ``n_local``: this process's batch size, under torch.distributed (every rank must call this at the same
-    steps), so that the ratios are the whole batch's, the same as in one process.
-    """
-    params = [p for p in params if p.requires_grad]
-
-    def norm(loss: torch.Tensor) -> float:
-        if not loss.requires_grad:
-            return 0.0
-        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-        return float(_full_batch(_flat(grads, params), n_local).norm())
-
-    ce = norm(classification)
-    return [(norm(term) / ce if ce > 0 else float("nan")) for term in terms]
+    """||grad of each weighted term|| / ||grad of the classification loss|| at ``params`` (graphs kept)."""
+    grads = gradients([classification, *terms], params)
+    return ratios_of(grads[0], grads[1:], n_local)
 
 
 def step_logs(values: Sequence[float]) -> dict[str, float]:

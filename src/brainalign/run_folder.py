@@ -8,6 +8,11 @@ States, each a set of files written atomically (``brainalign.io``) and in this o
     trained       + model.safetensors, result.json (finish: weights, then result.json, then the checkpoint goes)
     evaluated     result.json with self-checks     (evaluate appends attacks, flags.safetensors before result.json)
 
+The checkpoint holds the tensors of ``brainalign.train.Trainee.state_tensors`` (``model.*``, ``reg<i>.*``,
+``optim.<i>.*`` and, under fp16, the loss scaler's ``scaler.scale`` and ``scaler.growth_tracker``) and, as
+metadata, the last finished epoch and the metrics rows: everything a resumed run needs to continue as the
+uninterrupted one.
+
 A run is trained only when result.json exists (it is written after the weights), so a kill at any point
 leaves a state from which the next ``train`` resumes or redoes the last step to the same files: killed
 between the weights and result.json, the final checkpoint is still there, training resumes at its last

@@ -6,9 +6,14 @@ One step::
     loss  =  CE(model(x), y)                      (or the defence's loss)
           +  sum_r weight_r * R_r(features_r, idx_r)   (each regularizer's stimuli from the second stream)
 
-A checkpoint (safetensors: model, optimiser and regularizer state) is written atomically after every
-epoch; re-running an interrupted run resumes from it and ends with the same metrics as an
-uninterrupted run, because every random draw of epoch e comes from a generator seeded by (seed, e).
+With ``train.accumulate_steps = k`` a step's batch of batch_size x k examples is cut into k micro-batches,
+each micro-batch's loss (as above) is weighted by its share of the step and back-propagated on its own, and
+the optimiser steps once (``train_step``).
+
+A checkpoint (safetensors: model, optimiser and regularizer state, and under fp16 the loss scaler's scale and
+growth tracker) is written atomically after every epoch; re-running an interrupted run resumes from it and ends
+with the same metrics as an uninterrupted run, because every random draw of epoch e comes from a generator
+seeded by (seed, e).
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from brainalign.speed import autocast, batch, prepare_model, scaler
 
 __all__ = ["Trainee", "build_trainee", "derive_seed", "finish_run", "generator", "load_trained_model", "resume",
            "train", "train_step"]
+
+
+SCALER_SCALE, SCALER_GROWTH = "scaler.scale", "scaler.growth_tracker"  # checkpoint keys of the fp16 loss scaler
 
 
 def learning_rate(config: RunConfig, epoch: int) -> float:
@@ -64,6 +72,12 @@ class Trainee:
         for idx, state in self.optimizer.state_dict()["state"].items():
             for key, value in state.items():
                 tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value)
+        if self.scaler is not None and self.scaler.is_enabled():
+            # fp16 loss scaling: the current scale and the steps since it last changed, so that a resumed run
+            # scales (and skips overflowing steps) as the uninterrupted one would
+            state = self.scaler.state_dict()
+            tensors[SCALER_SCALE] = torch.tensor(state["scale"], dtype=torch.float64)
+            tensors[SCALER_GROWTH] = torch.tensor(state["_growth_tracker"], dtype=torch.int64)
         return tensors
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -78,6 +92,9 @@ class Trainee:
                 state.setdefault(int(idx), {})[name] = value
         groups = self.optimizer.state_dict()["param_groups"]
         self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        if self.scaler is not None and self.scaler.is_enabled() and SCALER_SCALE in tensors:
+            self.scaler.load_state_dict({**self.scaler.state_dict(), "scale": float(tensors[SCALER_SCALE]),
+                                         "_growth_tracker": int(tensors[SCALER_GROWTH])})
 
 
 def build_trainee(config: RunConfig) -> Trainee:
@@ -121,43 +138,78 @@ def classification_loss(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen:
     return loss, logits, feats
 
 
+def _micro_batch(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
+                 index: torch.Tensor | None):
+    """One micro-batch's total loss, its classification loss, the weighted regularizer terms, logs and logits."""
+    model, device, options = trainee.model, trainee.config.train.device, trainee.config.train
+    ce, logits, cls_feats = classification_loss(trainee, batch(x, options), y, gen)
+    # The first regularizer may reweight the classification loss (learned uncertainty weighting).
+    loss = trainee.regularizers[0][0].transform_ce(ce) if trainee.regularizers else ce
+    classification = loss
+    logs = {"ce": ce.item()}
+    weighted = []
+    for i, (reg, weight) in enumerate(trainee.regularizers):
+        if getattr(reg, "stream", "regularization") == "classification":
+            term = reg(cls_feats, index)
+        else:
+            rows = reg.sample(len(reg.reg_set), gen)  # not ``index``: that is the classification batch's
+            feats = reg.stimulus_features(model, batch(reg.reg_set.images[rows].to(device), options))
+            term = reg(feats, rows)
+        weighted.append(weight * term)
+        loss = loss + weighted[-1]
+        logs[f"reg{i}"] = term.item()
+    return loss, classification, weighted, logs, logits
+
+
 def train_step(trainee: Trainee, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
                index: torch.Tensor | None = None) -> dict[str, float]:
-    """One optimiser step; ``index``: the batch's rows in ``data.train`` (single-stream targets are looked up
-    by it)."""
-    model, device, options = trainee.model, trainee.config.train.device, trainee.config.train
-    with autocast(options):
-        ce, logits, cls_feats = classification_loss(trainee, batch(x, options), y, gen)
-        # The first regularizer may reweight the classification loss (learned uncertainty weighting).
-        loss = trainee.regularizers[0][0].transform_ce(ce) if trainee.regularizers else ce
-        classification = loss
-        logs = {"ce": ce.item()}
-        weighted = []
-        for i, (reg, weight) in enumerate(trainee.regularizers):
-            if getattr(reg, "stream", "regularization") == "classification":
-                term = reg(cls_feats, index)
-            else:
-                rows = reg.sample(len(reg.reg_set), gen)  # not ``index``: that is the classification batch's
-                feats = reg.stimulus_features(model, batch(reg.reg_set.images[rows].to(device), options))
-                term = reg(feats, rows)
-            weighted.append(weight * term)
-            loss = loss + weighted[-1]
-            logs[f"reg{i}"] = term.item()
-        if weighted and gradient_ratios.measured(trainee.step_in_epoch):
-            # autograd.grad leaves .grad alone, so the step below (and the trajectory) is unchanged.
-            logs.update(gradient_ratios.step_logs(gradient_ratios.ratios(classification, weighted,
-                                                                         list(model.parameters()), len(y))))
+    """One optimiser step over the batch ``(x, y)``; ``index``: its rows in ``data.train`` (single-stream targets
+    are looked up by it).
+
+    With ``train.accumulate_steps = k`` the batch is cut into k micro-batches (``tensor_split``: equal up to one
+    example), each run forward and backward on its own, its total loss (classification, regularizer terms, a
+    defence's loss) weighted by its share of the batch, n_j / n (1/k for equal micro-batches), so that the
+    gradients add up to the batch's before the one optimiser step. For losses that are means over the examples
+    (cross-entropy, a neural-prediction term on the classification stream) the step equals one step on the
+    whole batch. Terms of a batch's pairs or statistics (similarity, CKA, spectral) are the mean of the
+    micro-batches' terms instead, and a regularizer with its own stimuli draws a regularization batch per
+    micro-batch. Logged values are the step's (share-weighted means; ``correct`` a sum).
+    """
+    k = trainee.config.train.accumulate_steps
+    chunks = [c for c in zip(x.tensor_split(k), y.tensor_split(k),
+                             index.tensor_split(k) if index is not None else [None] * k, strict=True) if len(c[1])]
+    params = list(trainee.model.parameters())
+    measure = bool(trainee.regularizers) and gradient_ratios.measured(trainee.step_in_epoch)
     trainee.step_in_epoch += 1
     trainee.optimizer.zero_grad(set_to_none=True)
+    logs: dict[str, float] = {}
+    grads: list[torch.Tensor] | None = None
+    total = correct = 0.0
+    for xb, yb, ib in chunks:
+        share = len(yb) / len(y)
+        with autocast(trainee.config.train):
+            loss, classification, weighted, micro_logs, logits = _micro_batch(trainee, xb, yb, gen, ib)
+            if len(chunks) > 1:
+                loss, classification = loss * share, classification * share
+                weighted = [term * share for term in weighted]
+            if measure:
+                # autograd.grad leaves .grad alone, so the step below (and the trajectory) is unchanged.
+                micro = gradient_ratios.gradients([classification, *weighted], params)
+                grads = micro if grads is None else [a + b for a, b in zip(grads, micro, strict=True)]
+        for key, value in micro_logs.items():
+            logs[key] = logs.get(key, 0.0) + value * share
+        (trainee.scaler.scale(loss) if trainee.scaler is not None else loss).backward()
+        total += loss.item()  # already weighted by its share
+        correct += float((logits.argmax(1) == yb).sum())
+    if grads is not None:
+        logs.update(gradient_ratios.step_logs(gradient_ratios.ratios_of(grads[0], grads[1:], len(y))))
     if trainee.scaler is not None:
-        trainee.scaler.scale(loss).backward()
         trainee.scaler.step(trainee.optimizer)
         trainee.scaler.update()
     else:
-        loss.backward()
         trainee.optimizer.step()
-    logs["loss"] = loss.item()
-    logs["correct"] = float((logits.argmax(1) == y).sum())
+    logs["loss"] = total
+    logs["correct"] = correct
     return logs
 
 
@@ -243,7 +295,7 @@ def _fit(trainee: Trainee, run_dir: Path, progress: bool) -> None:
     start, rows = resume(trainee, run_dir)
     device = config.train.device
     x_all, y_all = data.train.images, data.train.labels
-    bs = config.train.batch_size
+    bs = config.train.batch_size * config.train.accumulate_steps  # one optimiser step's examples
     row: dict[str, float] = rows[-1] if rows else {}
     epochs = console.progress(range(start, config.train.epochs), desc=f"{config.name} seed {config.seed}: training",
                               enabled=progress, initial=start, total=config.train.epochs,

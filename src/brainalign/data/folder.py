@@ -5,6 +5,11 @@ image is grayscale (a grayscale mode such as ``L``/``LA``/``I``, or a colour fil
 everywhere), and as 3 channels (RGB) as soon as one image has colour; grayscale images in a mixed folder are
 then replicated to RGB. Replicating loses nothing, whereas converting colour to gray would, so a mixed folder
 goes to 3 channels whatever the majority. Alpha is dropped (the colour values are kept as they are).
+
+The files are decoded (RGB) and resized once into the uint8 image cache (``brainalign.data.cache``): later loads
+of the same folder (other seeds, sweeps, evaluation) read the cache instead of decoding. The cache is keyed by
+every file's absolute path, byte size and modification time and by ``data.image_size``, so an added, removed or
+edited file, or another size, is decoded afresh. ``data.cache: false`` decodes every time (the same pixels).
 """
 
 from __future__ import annotations
@@ -13,26 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from brainalign.config import DataConfig
-from brainalign.data.base import DatasetInfo, to_float_images
+from brainalign.data.base import DatasetInfo
+from brainalign.data.cache import read_images
 from brainalign.errors import ConfigError, DataError
 from brainalign.registry import DATASETS
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-def _read_rgb(path: Path, size: int | None) -> np.ndarray:
-    """(H, W, 3) uint8; grayscale files are replicated to three equal bands."""
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if size is not None:
-                im = im.resize((size, size), Image.BILINEAR)
-            return np.asarray(im)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
+CHUNK = 1024  # images converted at a time
 
 
 def is_grayscale(rgb: np.ndarray) -> bool:
@@ -51,22 +45,23 @@ def image_folder(config: DataConfig):
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         raise DataError(f"{root}: needs at least 2 class sub-folders, found {len(classes)}")
-    images, labels = [], []
+    files, labels = [], []
     for label, cls in enumerate(classes):
-        files = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in EXTENSIONS)
-        if not files:
+        found = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in EXTENSIONS)
+        if not found:
             raise DataError(f"{root / cls}: no images ({', '.join(sorted(EXTENSIONS))})")
-        for path in files:
-            images.append(_read_rgb(path, config.image_size))
-            labels.append(label)
-    shapes = {a.shape for a in images}
-    if len(shapes) > 1:
-        raise DataError(f"{root}: images have different sizes {sorted(shapes)[:3]}; set data.image_size")
-    gray = all(is_grayscale(a) for a in images)
-    if config.channels == 1 or (config.channels is None and gray):
-        luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as PIL's convert("L")
-        images = [a[..., 0] if gray else np.rint(a.astype(np.float32) @ luma).clip(0, 255) for a in images]
-    stack = np.stack(images)  # (N, H, W) gray or (N, H, W, 3) colour
-    if stack.ndim == 4:
-        stack = stack.transpose(0, 3, 1, 2)  # (N, 3, H, W): explicit, so 3-pixel-high images are not misread
-    return to_float_images(stack, 255.0), torch.as_tensor(labels), classes
+        files += found
+        labels += [label] * len(found)
+    array = read_images(files, config.image_size, "RGB", cache=config.cache)  # (N, H, W, 3) uint8
+    n = len(array)
+    gray = all(is_grayscale(array[i : i + CHUNK]) for i in range(0, n, CHUNK))
+    one = config.channels == 1 or (config.channels is None and gray)
+    luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as PIL's convert("L")
+    images = torch.empty((n, 1 if one else 3, *array.shape[1:3]), dtype=torch.float32)
+    for i in range(0, n, CHUNK):  # chunked: never a second full-size copy
+        part = np.asarray(array[i : i + CHUNK])  # (B, H, W, 3)
+        if one:
+            part = part[..., :1] if gray else np.rint(part.astype(np.float32) @ luma).clip(0, 255)[..., None]
+        images[i : i + CHUNK] = torch.from_numpy(np.ascontiguousarray(part.transpose(0, 3, 1, 2)))
+    images.div_(255.0)
+    return images, torch.as_tensor(labels), classes

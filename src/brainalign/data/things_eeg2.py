@@ -18,7 +18,7 @@ held-out images are both the validation and the test split (the paper reports ac
 them). ``data.val_fraction`` and ``data.test_fraction`` do not apply.
 
 Images are decoded, resized to ``data.image_size`` (required: the native 500 x 500 float32 would take 50 GB)
-and cached once as uint8 (``brainalign.data.cache``).
+and cached once as uint8 (``brainalign.data.cache``; ``data.cache: false`` decodes every time).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 
 from brainalign.config import DataConfig
 from brainalign.data.base import DatasetInfo
-from brainalign.data.cache import cached_images
+from brainalign.data.cache import read_images
 from brainalign.errors import ConfigError, DataError
 from brainalign.registry import DATASETS
 
@@ -88,7 +88,7 @@ def things_eeg2(config: DataConfig):
     classes = sorted(set(concepts))
     index = {c: k for k, c in enumerate(classes)}
     labels = np.array([index[c] for c in concepts], dtype=np.int64)
-    array = cached_images(files, config.image_size, "L" if config.channels == 1 else "RGB")  # (N, H, W, C) uint8
+    array = read_images(files, config.image_size, "L" if config.channels == 1 else "RGB", cache=config.cache)
     images = torch.empty((array.shape[0], array.shape[3], array.shape[1], array.shape[2]), dtype=torch.float32)
     for i in range(0, len(images), 1024):  # chunked: never a second full-size copy
         images[i : i + 1024] = torch.from_numpy(np.array(array[i : i + 1024])).permute(0, 3, 1, 2).float() / 255.0
