@@ -136,8 +136,10 @@ def experiment_name(quick: bool) -> str:
 
 
 def base_config(quick: bool, schedule: dict[str, Any]) -> dict[str, Any]:
-    """The demo's setup: small CNN on native 8x8 digits with the tuned schedule, seconds per run on a core."""
-    train_section = {**schedule, "threads": 1}
+    """The demo's setup: small CNN on native 8x8 digits with the tuned schedule, seconds per run on a core.
+    Runs train and are attacked in channels_last memory format (``brainalign.speed``: about a fifth less CPU
+    time here; the tuning ran in the default format, and the two differ only by float rounding)."""
+    train_section = {**schedule, "threads": 1, "channels_last": True}
     if quick:
         train_section["epochs"] = QUICK_EPOCHS
     return {
@@ -169,7 +171,7 @@ def eval_attacks(quick: bool) -> list[dict[str, Any]]:
 def condition_config(condition: Condition, seed: int, out_dir: Path, quick: bool,
                      schedule: dict[str, Any] | None = None) -> RunConfig:
     data = base_config(quick, schedule or condition.train)
-    train_section = {**condition.train, "threads": 1}
+    train_section = {**condition.train, "threads": 1, "channels_last": True}
     if quick:
         train_section["epochs"] = QUICK_EPOCHS
     data["train"].update(train_section)

@@ -207,6 +207,8 @@ def evaluate_run(
     run_dir = Path(run_dir)
     results.read_result(run_dir)  # a finished, readable run, checked before anything is locked or written
     config, data, model = load_trained_model(run_dir)
+    if config.train.channels_last:  # the run's memory format (brainalign.speed) also speeds its attacks
+        model.to(memory_format=torch.channels_last)
     specs = attacks or check_eval(config, data, suite)
     if n_examples is not None and n_examples < 1:
         raise ConfigError(f"n_examples must be >= 1 (test images to attack), got {n_examples}")

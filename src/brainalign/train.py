@@ -112,10 +112,14 @@ def build_trainee(config: RunConfig) -> Trainee:
     defence = build_defence(config)
     params = list(model.parameters()) + [p for reg, _ in regs for p in reg.parameters()]
     t = config.train
+    # torch's fused implementations (one kernel over every parameter; CPU and CUDA): the default per-tensor
+    # loop costs 4x as much on CPU for dcca's 3 x 1024 heads (39 against 10 ms a step, one thread), where the
+    # optimiser step was 40% of training; results agree with the loop to float rounding.
+    fused = torch.device(t.device).type in ("cpu", "cuda")
     if t.optimizer == "sgd":
-        optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, fused=fused)
     else:
-        optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, fused=fused)
     return Trainee(config, data, model, regs, defence, optimizer, scaler=scaler(config.train))
 
 
