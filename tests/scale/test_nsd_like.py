@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import h5py
@@ -46,6 +47,9 @@ def test_tree_has_the_published_layout(nsd_tree):
     assert (nsd_tree / "SIMULATED_DATA.txt").read_text().startswith("SIMULATED")
     assert not (nsd_tree / "features.npy").exists()
     assert [p.name for p in nsd_tree.parent.iterdir()] == ["nsd"]  # no staging folder left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert nsd_tree.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private mode
 
 
 def test_nsd_loader_reads_it_unchanged(nsd_tree):
