@@ -165,6 +165,7 @@ def ridge_loo_fit_predict(x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     y_mean = y_train.mean(0)
     yc = y_train - y_mean  # (n, T)
     u, s2, v, mean_eig = _spectrum(xc, n_components)
+    del xc  # (n, D): the spectrum holds what the fit needs
     if s2.numel() == 0:
         raise DataError("features are constant over the training stimuli; ridge regression has nothing to fit")
     grid = torch.as_tensor(alphas, dtype=dtype, device=x_train.device).reshape(-1)
@@ -177,6 +178,7 @@ def ridge_loo_fit_predict(x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     # 1 - h_i = (1 - 1/n - sum_k U_ik^2) + sum_k U_ik^2 g_k: no cancellation when the fit nearly interpolates.
     denom = (1.0 - 1.0 / n - u2.sum(1, keepdim=True)).clamp_min(0) + u2 @ g.T  # (n, n_alphas)
     weight = 1.0 / (n * denom.square())  # inf where h_i = 1: that penalty cannot be validated
+    del u2, denom
 
     # Targets that the features fit almost perfectly lose their residual to cancellation in y - U f U'y;
     # for them (and in full precision, everywhere) use the cancellation-free form.
@@ -186,7 +188,10 @@ def ridge_loo_fit_predict(x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         fitted[:] = False
     loo = torch.empty(grid.numel(), yc.shape[1], dtype=dtype, device=yc.device)
     plain = ~fitted
-    loo[:, plain] = _loo_mse(u, b[:, plain], yc[:, plain], g - 1.0, weight, loo_dtype)
+    if plain.all():  # no (n, T) copy of the targets (the usual case with noisy responses)
+        loo[:] = _loo_mse(u, b, yc, g - 1.0, weight, loo_dtype)
+    else:
+        loo[:, plain] = _loo_mse(u, b[:, plain], yc[:, plain], g - 1.0, weight, loo_dtype)
     if fitted.any():
         loo[:, fitted] = _loo_mse(u, b[:, fitted], yc[:, fitted] - u @ b[:, fitted], g, weight, loo_dtype)
     loo = torch.nan_to_num(loo, nan=math.inf)
