@@ -29,9 +29,10 @@ def test_nsd_like_pipeline_at_one_percent_runs_in_seconds(tmp_path):
 
 
 def test_nsd_ridge_estimate_follows_the_measured_slope():
-    pts = [{"seconds": 2.0 * t, "peak_mb": 100.0} for t in (250, 500, 1000)]
+    pts = [{"seconds": 30.0 + 0.05 * t, "peak_mb": 100.0} for t in (250, 500, 1000)]  # fixed + per target
     est = bench_scale.nsd_ridge_estimate([250, 500, 1000], pts, n=1000, target=10_000)
-    assert est["time_slope"] == pytest.approx(1.0) and est["seconds"] == pytest.approx(20_000.0)
+    assert est["seconds"] == pytest.approx(530.0) and est["fixed_seconds"] == pytest.approx(30.0)
+    assert est["seconds_per_1000_targets"] == pytest.approx(50.0) and 0 < est["time_slope"] < 1
     assert est["peak_mb"] == pytest.approx(100.0 + 4 * 1000 * 9000 / 2**20) and est["estimate"] is True
 
 
