@@ -9,7 +9,7 @@ imports), and every curve prints its log-log slope beside the budget of issue 16
   targets, <= 2 minutes and <= 4 GB at 16,540, time slope against N <= 1.2; and targets 10^2 .. 10^5 at
   N = 1,000;
 - ridge predictivity at NSD's size, 73,000 stimuli x 10^4 voxels (512 features, blocks of 1,000 targets):
-  measured at T = 250 .. 2,000 targets and extrapolated to 10^4 along the measured slope (an ESTIMATE,
+  measured at T = 250 .. 2,000 targets and extrapolated to 10^4 along the measured line (an ESTIMATE,
   printed as such; ``--nsd-full`` also measures the full 73,000 x 10,000, docs/scaling.md has its figure); no budget;
 - the NSD-like pipeline: simulate the NSD layout (``brainalign data simulate nsd``) at 10% -> load it with the
   nsd loader -> trial-averaged targets -> ridge from the images' 8 x 8 low-pass; time per stage (no budget);
