@@ -14,8 +14,10 @@ MODULES = [
     "bench_adversarial_training",
     "bench_predictivity",
     "bench_neural_load",
+    "bench_encoder",
     "bench_sweep",
     "bench_demo",
+    "bench_scale",
 ]
 
 if __name__ == "__main__":

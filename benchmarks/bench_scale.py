@@ -8,12 +8,17 @@ imports), and every curve prints its log-log slope beside the budget of issue 16
 - ridge predictivity (5-fold, per-target leave-one-out penalties): N = 10^3 .. 16,540 at 512 features x 1,700
   targets, <= 2 minutes and <= 4 GB at 16,540, time slope against N <= 1.2; and targets 10^2 .. 10^5 at
   N = 1,000;
+- ridge predictivity at NSD's size, 73,000 stimuli x 10^4 voxels (512 features, blocks of 1,000 targets):
+  measured at T = 250 .. 2,000 targets and extrapolated to 10^4 along the measured line (an ESTIMATE,
+  printed as such; ``--nsd-full`` also measures the full 73,000 x 10,000, docs/scaling.md has its figure); no budget;
+- the NSD-like pipeline: simulate the NSD layout (``brainalign data simulate nsd``) at 10% -> load it with the
+  nsd loader -> trial-averaged targets -> ridge from the images' 8 x 8 low-pass; time per stage (no budget);
 - training step against image size 8 .. 224 (resnet18, width 16, batch 8);
 - image pipeline: images/s of the uint8 cache in a DataLoader after the first epoch vs PIL decoding in the same
   DataLoader (>= 1.5x), same pixels;
 - framework step at ResNet50 (ImageNet stem) / 224 px: brainalign's train_step vs a plain PyTorch step (<= 1.05).
 
-    python -m benchmarks.bench_scale [--quick] [--plots DIR] [--json FILE] [--skip NAME ...]
+    python -m benchmarks.bench_scale [--quick] [--nsd-full] [--plots DIR] [--json FILE] [--skip NAME ...]
 
 ``--quick`` runs every pipeline at about 1% of its size (the test does); figures from it are not budgets.
 """
@@ -108,7 +113,8 @@ def ridge(n: int, t: int = 1700, d: int = 512, warm: bool = False, block: int | 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, d, generator=gen)
     k = min(64, d)
-    y = x[:, :k] @ torch.randn(k, t, generator=gen) / np.sqrt(k) + torch.randn(n, t, generator=gen)
+    y = torch.randn(n, t, generator=gen)  # noise, then the signal added in place: one (N, T) array
+    y.addmm_(x[:, :k], torch.randn(k, t, generator=gen), alpha=1 / np.sqrt(k))
     del gen
     res = predictivity(x, y, n_folds=5, target_block=block)
     return {"median_r": float(np.nanmedian(res.r))}
@@ -167,6 +173,37 @@ def pipeline(root: str, size: int, workers: int = 2, batch: int = 64) -> dict:
             "same_pixels": bool(torch.equal(plain, cached))}
 
 
+def nsd_pipeline(scale: float, image_size: int = 32, root: str | None = None, block: int = 1000) -> dict:
+    """Simulate the NSD-like set at ``scale``, load it with the nsd loader, ridge from the images' 8 x 8 low-pass.
+
+    Returns the seconds of each stage, the sizes and the median held-out r over voxels."""
+    import shutil
+
+    from brainalign.alignment.predictivity import predictivity
+    from brainalign.neural import load_recording
+    from brainalign.neural.full_size import write_nsd_tree
+
+    folder = Path(root) if root else Path(tempfile.mkdtemp(prefix="bench_scale_nsd_"))
+    try:
+        start = time.perf_counter()
+        tree = write_nsd_tree(folder / "nsd", scale=scale, image_size=image_size)
+        simulate_s = time.perf_counter() - start
+        start = time.perf_counter()
+        rec = load_recording("nsd", tree, roi="nsdgeneral")
+        targets = rec.average()  # (N, V, 1)
+        features = rec.images.load(rec.stimulus_ids.tolist(), size=8).reshape(len(rec.stimulus_ids), -1)
+        load_s = time.perf_counter() - start
+        start = time.perf_counter()
+        res = predictivity(features, targets, n_folds=5, target_block=block)
+        ridge_s = time.perf_counter() - start
+    finally:
+        if root is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    return {"scale": scale, "image_size": image_size, "n_images": int(rec.images.shape[0]),
+            "n_stimuli": int(targets.shape[0]), "n_voxels": int(targets.shape[1]), "simulate_s": simulate_s,
+            "load_s": load_s, "ridge_s": ridge_s, "median_r": float(np.nanmedian(res.r))}
+
+
 WORKLOADS = {"similarity": similarity_targets, "ridge": ridge, "image_step": image_step}
 
 
@@ -180,7 +217,23 @@ def _verdict(value: float, budget: float, higher_is_better: bool = False) -> str
     return "ok" if ok else "ABOVE BUDGET" if not higher_is_better else "BELOW BUDGET"
 
 
-def run(quick: bool = False, skip: tuple[str, ...] = ()) -> dict:
+def nsd_ridge_estimate(ts: list[int], points: list[dict], n: int, target: int = 10_000) -> dict:
+    """Extrapolate ridge time and peak memory at ``n`` stimuli to ``target`` targets from points at fewer.
+
+    Time is a fixed cost plus a cost per target (the blocked fit is linear in T; at a few hundred targets the
+    fixed cost of the features' spectra dominates, so a log-log slope over these points would understate
+    the growth): the least-squares line through the points, read at ``target``. Peak memory is the largest
+    point's plus the float32 responses of the extra targets (4 bytes x n x (target - T)): the blocked fit's
+    working set does not grow with T, the response array does."""
+    secs = [p["seconds"] for p in points]
+    per_target, fixed = np.polyfit(np.asarray(ts, float), np.asarray(secs, float), 1)
+    peak_mb = points[-1]["peak_mb"] + 4 * n * (target - ts[-1]) / 2**20
+    return {"time_slope": slope(ts, secs), "seconds_per_1000_targets": 1000 * float(per_target),
+            "fixed_seconds": float(fixed), "seconds": float(fixed + per_target * target), "peak_mb": peak_mb,
+            "estimate": True}
+
+
+def run(quick: bool = False, skip: tuple[str, ...] = (), nsd_full: bool = False) -> dict:
     s = 0.01 if quick else 1.0
     out: dict = {"quick": quick}
     if "similarity" not in skip:
@@ -214,6 +267,30 @@ def run(quick: bool = False, skip: tuple[str, ...] = ()) -> dict:
         print(f"ridge predictivity vs targets {ts[0]}..{ts[-1]} at N={n}: {pts[-1]['seconds']:.1f} s, "
               f"peak {pts[-1]['peak_mb']:.0f} MB at T={ts[-1]}; time slope {out['ridge_targets']['time_slope']:.2f}, "
               f"memory slope {out['ridge_targets']['memory_slope']:.2f} (no budget)", flush=True)
+    if "nsd_ridge" not in skip:
+        n, block, d = (73_000, 1000, 512) if not quick else (730, 10, 16)
+        ts = [250, 500, 1000, 2000] if not quick else [5, 10, 20]
+        pts = [isolated("ridge", n=n, t=t, d=d, block=block) for t in ts]
+        est = nsd_ridge_estimate(ts, pts, n, 10_000 if not quick else 100)
+        out["nsd_ridge"] = {"n": n, "t": ts, "block": block, "points": pts,
+                            "memory_slope": slope(ts, [p["peak_mb"] for p in pts]), **est}
+        print(f"ridge predictivity at NSD size {n} x {10_000 if not quick else 100} ({d} features, blocks of "
+              f"{block}): ESTIMATE {est['seconds'] / 60:.1f} min, peak ~{est['peak_mb']:.0f} MB, from the measured "
+              f"{n} x {ts[0]}..{ts[-1]} ({pts[-1]['seconds']:.1f} s, {pts[-1]['peak_mb']:.0f} MB at T={ts[-1]}; "
+              f"{est['fixed_seconds']:.0f} s + {est['seconds_per_1000_targets']:.0f} s per 1,000 targets; "
+              f"log-log time slope {est['time_slope']:.2f}) (no budget)", flush=True)
+        if nsd_full:
+            full = isolated("ridge", n=n, t=10_000 if not quick else 100, d=d, block=block)
+            out["nsd_ridge"]["full"] = full
+            print(f"ridge predictivity at NSD size, measured: {full['seconds'] / 60:.1f} min, peak "
+                  f"{full['peak_mb']:.0f} MB (no budget)", flush=True)
+    if "nsd_pipeline" not in skip:
+        p = nsd_pipeline(0.1 if not quick else 0.01, 32 if not quick else 16)
+        out["nsd_pipeline"] = p
+        print(f"NSD-like pipeline at scale {p['scale']:g} ({p['n_images']} images at {p['image_size']} px, "
+              f"{p['n_stimuli']} stimuli x {p['n_voxels']} voxels): simulate {p['simulate_s']:.1f} s, load + "
+              f"targets {p['load_s']:.1f} s, ridge {p['ridge_s']:.1f} s; median r {p['median_r']:.2f} "
+              f"(no budget)", flush=True)
     if "image_step" not in skip:
         sizes = (8, 16, 32, 64, 128, 224) if not quick else (8, 16)
         pts = [isolated("image_step", size=z) for z in sizes]
@@ -259,6 +336,7 @@ def plot(results: dict, folder: str | Path) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     curves = [("similarity", "n", "stimuli N (similarity targets, F = 512)"),
+              ("nsd_ridge", "t", "targets T (ridge, N = 73,000, 512 features)"),
               ("ridge_stimuli", "n", "stimuli N (ridge, 512 features x 1,700 targets)"),
               ("ridge_targets", "t", "targets T (ridge, N = 1,000)"),
               ("image_size", "size", "image side (resnet18 step)")]
@@ -290,12 +368,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="every pipeline at about 1%% of its size")
     parser.add_argument("--plots", help="folder for the PNG curves")
     parser.add_argument("--json", help="write the figures to this file")
-    parser.add_argument("--skip", nargs="*", default=[], help="similarity ridge image_step pipeline step")
+    parser.add_argument("--nsd-full", action="store_true", help="also measure ridge at 73,000 x 10,000 (minutes)")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        help="similarity ridge nsd_ridge nsd_pipeline image_step pipeline step")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    results = run(quick=args.quick, skip=tuple(args.skip))
+    results = run(quick=args.quick, skip=tuple(args.skip), nsd_full=args.nsd_full)
     if args.plots:
         plot(results, args.plots)
     if args.json:

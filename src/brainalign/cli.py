@@ -200,24 +200,27 @@ def data_inspect(
 
 @data_app.command("simulate")
 def data_simulate(
-    kind: Annotated[str, typer.Argument(help="eeg, v1, it or fmri; or things_eeg2: a whole THINGS-EEG2 tree "
-                                              "(images + EEG) at the published shape")],
+    kind: Annotated[str, typer.Argument(help="eeg, v1, it or fmri; or things_eeg2 / nsd: a whole THINGS-EEG2 / "
+                                              "NSD-like tree (images + responses) at the published shape")],
     out: Annotated[Path, typer.Option(help="folder to write the simulated data set into")],
     format_: Annotated[str, typer.Option("--format", help="things_eeg2 (EEG only) or brainio")] = "things_eeg2",
     seed: Annotated[int, typer.Option(min=0, help="simulation seed")] = 0,
     option: Annotated[list[str] | None, typer.Option("--option", help="simulation option, e.g. n_stimuli=300")]
     = None,
-    scale: Annotated[float, typer.Option(help="things_eeg2: share of the published size (e.g. 0.01)")] = 1.0,
+    scale: Annotated[float, typer.Option(help="things_eeg2, nsd: share of the published size (e.g. 0.01)")] = 1.0,
+    image_size: Annotated[int | None, typer.Option(help="things_eeg2, nsd: image side in pixels (default: the "
+                                                        "published 500 / 425; a smaller one differs from it)")]
+    = None,
 ) -> None:
     """Write a SIMULATED recording in a published on-disk format (for trying loaders and pipelines)."""
     from brainalign.config import parse_options
     from brainalign.neural import simulate_to_disk
+    from brainalign.neural.full_size import TREES, write_tree
 
-    if kind == "things_eeg2":
-        from brainalign.neural.full_size import write_tree
-
-        path = write_tree(kind, out, scale=scale, seed=seed, **parse_options(option or []))
-        typer.echo(f"wrote a simulated THINGS-EEG2 tree (scale {scale:g}): {path}")
+    if kind in TREES:
+        options = parse_options(option or []) | ({} if image_size is None else {"image_size": image_size})
+        path = write_tree(kind, out, scale=scale, seed=seed, **options)
+        typer.echo(f"wrote a SIMULATED {kind} tree (scale {scale:g}): {path}")
         return
     path = simulate_to_disk(kind, out, fmt=format_, seed=seed, **parse_options(option or []))
     typer.echo(f"wrote simulated {kind} data: {path}")

@@ -19,3 +19,11 @@ def eeg2_tree(tmp_path_factory):
 def _cache(tmp_path, monkeypatch):
     """Each test its own image cache folder."""
     monkeypatch.setenv("BRAINALIGN_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def nsd_tree(tmp_path_factory):
+    """The SIMULATED NSD-like set at 1% (730 stimuli, one session of 750 trials, 128 nsdgeneral voxels), 16 px."""
+    from brainalign.neural.full_size import write_nsd_tree
+
+    return write_nsd_tree(tmp_path_factory.mktemp("nsd") / "nsd", scale=0.01, image_size=16)

@@ -21,6 +21,21 @@ def test_similarity_ridge_and_image_step_pipelines_run_small():
     assert bench_scale.image_step(size=16, steps=1)["steps"] == 1
 
 
+def test_nsd_like_pipeline_at_one_percent_runs_in_seconds(tmp_path):
+    out = bench_scale.nsd_pipeline(0.01, image_size=16, root=str(tmp_path), block=50)
+    assert (out["n_images"], out["n_stimuli"], out["n_voxels"]) == (730, 250, 128)
+    assert out["median_r"] > 0.3  # the voxels are a linear function of the features plus noise
+    assert out["simulate_s"] + out["load_s"] + out["ridge_s"] < 30  # ~2 s on an idle core
+
+
+def test_nsd_ridge_estimate_follows_the_measured_slope():
+    pts = [{"seconds": 30.0 + 0.05 * t, "peak_mb": 100.0} for t in (250, 500, 1000)]  # fixed + per target
+    est = bench_scale.nsd_ridge_estimate([250, 500, 1000], pts, n=1000, target=10_000)
+    assert est["seconds"] == pytest.approx(530.0) and est["fixed_seconds"] == pytest.approx(30.0)
+    assert est["seconds_per_1000_targets"] == pytest.approx(50.0) and 0 < est["time_slope"] < 1
+    assert est["peak_mb"] == pytest.approx(100.0 + 4 * 1000 * 9000 / 2**20) and est["estimate"] is True
+
+
 def test_image_pipeline_gives_the_same_pixels_as_decoding(eeg2_tree):
     out = bench_scale.pipeline(str(eeg2_tree[0]), 16, workers=0, batch=16)
     assert out["same_pixels"] and out["n"] == 50 and out["decode_ips"] > 0 and out["cached_ips"] > 0
@@ -47,3 +62,14 @@ def test_isolated_measures_time_and_memory_in_a_fresh_process():
     assert out["seconds"] > 0 and out["peak_mb"] >= 0
     with pytest.raises(RuntimeError, match="similarity"):
         bench_scale.isolated("similarity", n=1, f=0)
+
+
+def test_python_m_benchmarks_runs_every_benchmark_including_this_one():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_main", Path(bench_scale.__file__).with_name("__main__.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # the list only: the loop runs under __name__ == "__main__"
+    files = sorted(p.stem for p in Path(bench_scale.__file__).parent.glob("bench_*.py"))
+    assert "bench_scale" in module.MODULES and sorted(module.MODULES) == files

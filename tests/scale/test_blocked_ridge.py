@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from brainalign.alignment.predictivity import predictivity
-from brainalign.errors import ConfigError
+from brainalign.errors import ConfigError, DataError
 
 
 def test_blocked_fit_equals_one_block():
@@ -27,3 +27,16 @@ def test_blocked_fit_equals_one_block():
     assert blocked.summary() == pytest.approx(whole.summary(), nan_ok=True)
     with pytest.raises(ConfigError, match="target_block"):
         predictivity(x, y, target_block=0)
+
+
+def test_float32_targets_are_not_upcast_whole_and_give_the_float64_result():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((90, 8))
+    y32 = (x @ rng.standard_normal((8, 12)) + rng.standard_normal((90, 12))).astype(np.float32)
+    whole = predictivity(x, y32.astype(np.float64), return_predictions=True)
+    blocked = predictivity(x, y32, return_predictions=True, target_block=5)  # each block converted on its own
+    np.testing.assert_array_equal(blocked.r, whole.r)
+    np.testing.assert_array_equal(blocked.predictions, whole.predictions)
+    y32[3, 4] = np.inf
+    with pytest.raises(DataError, match="1 infinite"):
+        predictivity(x, y32, target_block=5)

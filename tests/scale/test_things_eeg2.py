@@ -116,9 +116,14 @@ def test_simulated_recording_single_stream_on_digits():
 def test_cli_simulate_tree_and_bad_input(tmp_path, capsys):
     out = tmp_path / "tree"
     assert main(["data", "simulate", "things_eeg2", "--out", str(out), "--scale", "0.002",
-                 "--option", "image_size=16"]) == 0
+                 "--image-size", "16"]) == 0
     assert (out / "SIMULATED_DATA.txt").is_file()
-    assert len(list((out / "image_set" / "training_images").glob("*/*.jpg"))) == 30
+    jpegs = list((out / "image_set" / "training_images").glob("*/*.jpg"))
+    assert len(jpegs) == 30
+    from PIL import Image
+
+    with Image.open(jpegs[0]) as image:
+        assert image.size == (16, 16)
     for args, message in ((["--scale", "1.5"], "scale must be in (0, 1]"), (["--option", "colour=1"], "'colour'")):
         bad = tmp_path / f"bad{len(message)}"
         assert main(["data", "simulate", "things_eeg2", "--out", str(bad), *args]) == 2

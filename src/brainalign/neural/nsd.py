@@ -144,6 +144,7 @@ def load_nsd(path: Path, subject: int = 1, sessions: list[int] | None = None, ro
         raise DataError(f"{beta_dir}: betas_session{absent[0]:02d}.hdf5 not found (have {sorted(files)})")
 
     trials = []
+    simulated = False  # brainalign's simulated NSD-like set marks its betas files (neural.full_size)
     for s in wanted:
         first = (s - 1) * TRIALS_PER_SESSION
         if first + TRIALS_PER_SESSION > master.size:
@@ -167,6 +168,7 @@ def load_nsd(path: Path, subject: int = 1, sessions: list[int] | None = None, ro
                 if "betas" not in f:
                     raise DataError(f"{file}: no dataset 'betas' (has {', '.join(f.keys())})")
                 ds = f["betas"]
+                simulated = simulated or bool(f.attrs.get("simulated", False))
                 if ds.ndim != 4 or ds.shape[1:] != keep_zyx.shape:
                     raise DataError(f"{file}: betas have shape {ds.shape}; expected "
                                     f"(750, {', '.join(map(str, keep_zyx.shape))}) to match {roi_path.name}")
@@ -210,7 +212,7 @@ def load_nsd(path: Path, subject: int = 1, sessions: list[int] | None = None, ro
         attrs={"units": "z-scored % signal change" if zscore else "% signal change",
                "preprocessing": ["GLMsingle betas (" + betas + ")", "int16 / 300"] + (
                    ["z-scored per voxel within session"] if zscore else []),
-               "licence": NSD_LICENCE, "simulated": False, "source": f"nsd:{root}", "subject": subj,
+               "licence": NSD_LICENCE, "simulated": simulated, "source": f"nsd:{root}", "subject": subj,
                "sessions": wanted, "roi": roi, "space": space,
                "reliability": "NSD ncsnr from ncsnr.nii.gz" if ncsnr_path.is_file() else "not provided"})
     return mask_nan_neuroids(rec)
