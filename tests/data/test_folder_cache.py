@@ -19,7 +19,7 @@ from brainalign.registry import DATASETS
 
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BRAINALIGN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BRAINALIGN_CACHE_DIR", str(tmp_path / "cache"))
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ def eeg2_tree(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     """Each test its own image cache folder."""
-    monkeypatch.setenv("BRAINALIGN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BRAINALIGN_CACHE_DIR", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ data set decoded from the files every time (the reference the benchmark compares
 :func:`read_images` is what the data sets call (``image_folder``, ``things_eeg2``): through the cache, or with
 ``data.cache: false`` decoded into memory every time (the same pixels; nothing written).
 
-Cache folder: ``$BRAINALIGN_CACHE``, else ``$BRAINALIGN_CACHE_DIR`` (the folder the trained-encoder cache
-uses), else ``~/.cache/brainalign``; ``images/`` below it.
+Cache folder: ``images/`` in ``$BRAINALIGN_CACHE_DIR`` (the one cache folder of brainalign; the trained
+encoders live there too), else in ``~/.cache/brainalign``.
 """
 
 from __future__ import annotations
@@ -36,9 +36,8 @@ CACHE_VERSION = 1
 
 
 def cache_dir() -> Path:
-    """``images/`` in ``$BRAINALIGN_CACHE``, else ``$BRAINALIGN_CACHE_DIR``, else ``~/.cache/brainalign``."""
-    base = (os.environ.get("BRAINALIGN_CACHE") or os.environ.get("BRAINALIGN_CACHE_DIR")
-            or Path.home() / ".cache" / "brainalign")
+    """``images/`` in ``$BRAINALIGN_CACHE_DIR``, else in ``~/.cache/brainalign``."""
+    base = os.environ.get("BRAINALIGN_CACHE_DIR") or Path.home() / ".cache" / "brainalign"
     return Path(base) / "images"
 
 
