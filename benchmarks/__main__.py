@@ -9,6 +9,7 @@ import sys
 
 MODULES = [
     "bench_train_step",
+    "bench_channels_last",
     "bench_pgd",
     "bench_regularizers",
     "bench_adversarial_training",

@@ -137,8 +137,9 @@ def experiment_name(quick: bool) -> str:
 
 def base_config(quick: bool, schedule: dict[str, Any]) -> dict[str, Any]:
     """The demo's setup: small CNN on native 8x8 digits with the tuned schedule, seconds per run on a core.
-    Runs train and are attacked in channels_last memory format (``brainalign.speed``: about a fifth less CPU
-    time here; the tuning ran in the default format, and the two differ only by float rounding)."""
+    Runs train and are attacked in channels_last memory format (``brainalign.speed``; less time here:
+    ``benchmarks.bench_channels_last``); the tuning ran in the default format, and the two differ only by
+    float rounding."""
     train_section = {**schedule, "threads": 1, "channels_last": True}
     if quick:
         train_section["epochs"] = QUICK_EPOCHS

@@ -49,7 +49,7 @@ HEADLINE_ATTACKS = ("apgd_ce_t_linf",)
 HEADLINE_PAIR = ("apgd_ce_linf", "apgd_t_linf")
 HEADLINE_STEPS = 100  # AutoAttack's APGD budget
 # APGD-T's target classes: the top 3 by logit instead of AutoAttack's 9 (APGD-T's cost grows with the targets;
-# on the demo's models the other 6 broke 1 of about 100 surviving images, measured in docs/evaluation.md).
+# on two demo models the other 6 broke 1 more of 240 test images and none, measured in docs/evaluation.md).
 HEADLINE_TARGETS = 3
 HEADLINE_NAME = f"APGD-CE + APGD-T ({HEADLINE_STEPS} steps, top-{HEADLINE_TARGETS} targets), worst case per image"
 PGD_ATTACK = "pgd_linf"  # shown beside the headline (the attack most papers report)

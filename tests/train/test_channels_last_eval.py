@@ -34,3 +34,12 @@ def test_channels_last_runs_are_attacked_in_that_format(tiny_config, monkeypatch
     original(model.to(memory_format=torch.channels_last), x, y, spec, config.seed, 256, fast)
     for key in default:  # float rounding may flip an image sitting on a decision boundary, not more
         assert int((default[key] != fast[key]).sum()) <= 2
+
+
+def test_the_channels_last_benchmark_runs_and_both_formats_agree():
+    """benchmarks.bench_channels_last (not timed here): it runs, and the formats' input gradients agree."""
+    from benchmarks.bench_channels_last import measure
+
+    r = measure(images=32, batch=16, repeats=1, steps=1)
+    assert r["max_grad_diff"] < 1e-5
+    assert all(r[k] > 0 for k in ("attack_ratio", "train_ratio", "attack_ms", "train_ms"))

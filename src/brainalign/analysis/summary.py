@@ -151,7 +151,8 @@ def statements(summary: dict[str, Any]) -> list[str]:
     checks = [c["headline_check"] for c in summary["conditions"].values() if c.get("headline_check")]
     if checks:
         total = {k: sum(c[k] for c in checks) for k in ("n_runs", "n_checked", "broken_by_either")}
-        out.append(f"Headline check: {_rest(checks[0])} broke {total['broken_by_either']} of {total['n_checked']} "
+        ran = {"n_runs_apgd_t": sum(c.get("n_runs_apgd_t", 0) for c in checks)}  # any check with APGD-T: named
+        out.append(f"Headline check: {_rest(ran)} broke {total['broken_by_either']} of {total['n_checked']} "
                    f"sampled images that survived the headline attacks, over {total['n_runs']} run(s) in "
                    f"{len(checks)} condition(s)" + (" (named below)." if total["broken_by_either"] else "."))
     for name, c in summary["conditions"].items():
