@@ -25,11 +25,11 @@ epoch, ``--refresh-steps`` steps' worth) is reported separately, amortised per s
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks import seconds_per_call
 from brainalign.config import ModelConfig
 from brainalign.models import build_model
 from brainalign.registry import MODELS, REGULARIZERS
@@ -41,12 +41,6 @@ N_STIMULI = 1024
 N_TARGETS = 128
 REG_BATCH = 32
 
-
-def _time(fn, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - start) / steps
 
 
 def _regularizer(name: str, model_name: str, model, images: torch.Tensor, gen: torch.Generator):
@@ -121,11 +115,11 @@ def measure(model_name: str, reg_name: str, batch: int, repeats: int, steps: int
             return run
         fns.update(stream=whole(False), full=whole(True))
     for fn in fns.values():
-        _time(fn, 2)
+        seconds_per_call(fn, 2)
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            times[k].append(_time(fn, steps))
+            times[k].append(seconds_per_call(fn, steps))
     t = {k: min(v) for k, v in times.items()}
     out = {"batch": batch, "base_ms": 1e3 * t["base"], "own_ms": 1e3 * t["own"], "overhead": t["own"] / t["base"]}
     if in_step:
@@ -134,7 +128,7 @@ def measure(model_name: str, reg_name: str, batch: int, repeats: int, steps: int
     if classification:
         # One forward pass over an epoch's images, per step of that epoch (independent of the epoch's length).
         train_images = torch.rand(refresh_steps * batch, channels, side, side, generator=gen)
-        refresh = min(_time(lambda: reg.on_epoch_start(model, train_images, 0), 1) for _ in range(2))
+        refresh = min(seconds_per_call(lambda: reg.on_epoch_start(model, train_images, 0), 1) for _ in range(2))
         out["refresh_per_step"] = refresh / refresh_steps / t["base"]
     return out
 

@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks import seconds_per_call
 from brainalign.config import parse_config
 from brainalign.train import build_trainee, train_step
-
-
-def _time(fn, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - start) / steps
 
 
 def measure(model_name: str, width: int, size: int, batch: int, repeats: int, steps: int) -> dict[str, float]:
@@ -46,11 +39,11 @@ def measure(model_name: str, width: int, size: int, batch: int, repeats: int, st
         optimizer.step()
 
     for fn in (ours, plain):  # warm-up
-        _time(fn, 3)
+        seconds_per_call(fn, 3)
     ours_t, plain_t = [], []
     for _ in range(repeats):
-        ours_t.append(_time(ours, steps))
-        plain_t.append(_time(plain, steps))
+        ours_t.append(seconds_per_call(ours, steps))
+        plain_t.append(seconds_per_call(plain, steps))
     o, p = statistics.median(ours_t), statistics.median(plain_t)
     return {"ours_ms": 1e3 * o, "plain_ms": 1e3 * p, "ratio": o / p}
 

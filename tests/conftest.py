@@ -72,3 +72,23 @@ def tiny_config(tmp_path):
         return parse_config(data)
 
     return make
+
+
+@pytest.fixture
+def two_gloo_processes(tmp_path):
+    """``run(config, single_run_dir) -> parallel_run_dir``: the same config trained by torchrun in two gloo
+    processes, its final weights checked equal to the one-process run's (to float rounding)."""
+    from brainalign import results
+    from brainalign.distributed import launch
+    from brainalign.io import load_checkpoint, write_yaml
+
+    def run(config, single):
+        config_file = tmp_path / "two.yaml"
+        write_yaml(config_file, config.to_dict())
+        parallel = launch(config_file, [f"out_dir={tmp_path / 'two'}"], nproc_per_node=2, evaluate=False)
+        wa, wb = (load_checkpoint(d / results.WEIGHTS)[0] for d in (single, parallel))
+        for key in wa:
+            torch.testing.assert_close(wb[key], wa[key], rtol=1e-4, atol=1e-5)
+        return parallel
+
+    return run
