@@ -11,6 +11,7 @@ MODULES = [
     "bench_train_step",
     "bench_channels_last",
     "bench_pgd",
+    "bench_apgd",
     "bench_regularizers",
     "bench_adversarial_training",
     "bench_predictivity",

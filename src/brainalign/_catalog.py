@@ -29,16 +29,22 @@ CATALOG = {'datasets': [('cifar10', 'CIFAR-10 from its binary batches (60,000 32
                    'Attias et al. 2024: layer-mixed feature similarity matched to thresholded pixel similarity'),
                   ('spectral',
                    "Nassar et al. 2020: penalise deviations of the layer's eigenspectrum from 1/n^alpha")],
- 'attacks': [('apgd_ce_l2', 'APGD-CE (cross-entropy), L2 (Croce & Hein 2020, pyautoattack)'),
-             ('apgd_ce_linf', 'APGD-CE (cross-entropy), Linf (Croce & Hein 2020, pyautoattack)'),
+ 'attacks': [('apgd_ce_l2',
+              'APGD-CE (cross-entropy), L2 (Croce & Hein 2020; early exit, checked against pyautoattack)'),
+             ('apgd_ce_linf',
+              'APGD-CE (cross-entropy), Linf (Croce & Hein 2020; early exit, checked against pyautoattack)'),
              ('apgd_ce_t_l2',
-              'APGD-CE, then APGD-T on the images it leaves intact (worst case per image), L2 (Croce & Hein 2020, '
-              'pyautoattack)'),
+              'APGD-CE, then APGD-T on the images it leaves intact (worst case per image), L2 (Croce & Hein 2020; '
+              'early exit, checked against pyautoattack)'),
              ('apgd_ce_t_linf',
               'APGD-CE, then APGD-T on the images it leaves intact (worst case per image), Linf (Croce & Hein '
-              '2020, pyautoattack)'),
-             ('apgd_t_l2', 'APGD-T (targeted DLR, top-k targets, k = 9), L2 (Croce & Hein 2020, pyautoattack)'),
-             ('apgd_t_linf', 'APGD-T (targeted DLR, top-k targets, k = 9), Linf (Croce & Hein 2020, pyautoattack)'),
+              '2020; early exit, checked against pyautoattack)'),
+             ('apgd_t_l2',
+              'APGD-T (targeted DLR, top-k targets, k = 9), L2 (Croce & Hein 2020; early exit, checked against '
+              'pyautoattack)'),
+             ('apgd_t_linf',
+              'APGD-T (targeted DLR, top-k targets, k = 9), Linf (Croce & Hein 2020; early exit, checked against '
+              'pyautoattack)'),
              ('autoattack_l2',
               "AutoAttack 'standard' (APGD-CE, APGD-T, FAB-T, Square), L2 (Croce & Hein 2020, pyautoattack)"),
              ('autoattack_linf',
