@@ -43,3 +43,24 @@ def test_pgd_restarts_keep_the_worst_case(gray_model, digits_models):
     # The first restart of ``many`` is ``one`` (same generator): every example it broke stays broken.
     assert (wrong_many | ~wrong_one).all()
     assert wrong_many.sum() >= wrong_one.sum()
+
+
+def test_later_restarts_attack_only_the_images_still_correct(gray_model, digits_models):
+    x, y = digits_models.test_batch(64)
+    seen = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, xb):
+            seen.append(len(xb))
+            return gray_model(xb)
+
+    steps = 5
+    adv = pgd_linf(Counting(), x, y, 0.1, steps=steps, restarts=3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        wrong = gray_model(adv).argmax(1) != y
+    # each restart: `steps` gradient passes and one bookkeeping pass, over the images no earlier restart broke
+    per_restart = [seen[i * (steps + 1)] for i in range(len(seen) // (steps + 1))]
+    assert per_restart[0] == len(y) and len(seen) == len(per_restart) * (steps + 1)
+    assert len(per_restart) >= 2 and per_restart[1] < per_restart[0]  # the first restart breaks some at eps 0.1
+    assert all(later <= earlier for earlier, later in zip(per_restart, per_restart[1:], strict=False))
+    assert len(y) - per_restart[-1] <= int(wrong.sum())  # those the last restart did not attack are broken

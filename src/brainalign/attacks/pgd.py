@@ -2,7 +2,8 @@
 
 x_{t+1} = Proj_{B_eps(x) ∩ [0,1]}(x_t + alpha * step(grad_x CE(f(x_t), y)))
 
-With random start inside the ball, restarts (the worst case per example is kept) and
+With random start inside the ball, restarts (the worst case per example is kept; as in AutoAttack, each
+restart attacks only the examples no earlier restart misclassified) and
 expectation over transformation (EOT: the gradient is averaged over ``eot`` forward passes)
 for stochastic models. A fixed ``step_size`` gives Madry et al.'s constant steps (they use
 2.5 * eps / steps). By default the step size follows a cosine from eps down to 0,
@@ -46,15 +47,17 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, ball: ThreatModel, *, steps: in
         alphas = [ball.eps * 0.5 * (1 + math.cos(math.pi * t / steps)) for t in range(steps)]
     else:
         alphas = [step_size] * steps
-    project = ball.projector(x)
-    best, best_score = x, torch.full((x.shape[0],), -float("inf"), device=x.device)
+    best, best_score = x.clone(), torch.full((x.shape[0],), -float("inf"), device=x.device)
+    todo = torch.arange(x.shape[0], device=x.device)  # images not yet misclassified: each restart attacks these
     for _ in range(restarts):
-        x_adv = ball.random_init(x, generator) if random_start else x.clone()
+        xs, ys = x[todo], y[todo]
+        project = ball.projector(xs)
+        x_adv = ball.random_init(xs, generator) if random_start else xs.clone()
         for alpha in alphas:
             x_adv.requires_grad_(True)
-            loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+            loss = F.cross_entropy(model(x_adv), ys, reduction="sum")
             for _ in range(eot - 1):
-                loss = loss + F.cross_entropy(model(x_adv), y, reduction="sum")
+                loss = loss + F.cross_entropy(model(x_adv), ys, reduction="sum")
             (grad,) = torch.autograd.grad(loss, x_adv)
             x_adv = project(ball.step(x_adv.detach(), grad, alpha))
         if restarts == 1:
@@ -62,10 +65,14 @@ def pgd(model, x: torch.Tensor, y: torch.Tensor, ball: ThreatModel, *, steps: in
         with torch.no_grad():
             logits = sum(model(x_adv) for _ in range(eot)) / eot
             # Misclassified beats correct; among equals, the higher loss wins.
-            score = F.cross_entropy(logits, y, reduction="none") + 1e6 * (logits.argmax(1) != y).float()
-            better = score > best_score
-            best = torch.where(better.view(-1, *([1] * (x.dim() - 1))), x_adv, best)
-            best_score = torch.where(better, score, best_score)
+            wrong = logits.argmax(1) != ys
+            score = F.cross_entropy(logits, ys, reduction="none") + 1e6 * wrong.float()
+            better = score > best_score[todo]
+            best[todo[better]] = x_adv[better]
+            best_score[todo[better]] = score[better]
+        todo = todo[~wrong]  # a misclassified image is done: the next restarts attack only the others
+        if len(todo) == 0:
+            break
     return best
 
 
