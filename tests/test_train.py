@@ -10,7 +10,7 @@ import torch
 from brainalign import results
 from brainalign.errors import ConfigError
 from brainalign.io import load_checkpoint, read_json, write_yaml
-from brainalign.train import train
+from brainalign.train import build_trainee, train
 
 
 def test_training_learns_and_writes_the_run_folder(tiny_config):
@@ -112,3 +112,39 @@ def test_kill_between_checkpoint_and_metrics_loses_no_row(tiny_config, tmp_path,
     train(clean, progress=False, evaluate=False)
     assert results.read_metrics(killed.run_dir / results.METRICS) == results.read_metrics(
         clean.run_dir / results.METRICS)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_regularizer_parameters_step_fused_and_resume_matches_uninterrupted(tiny_config, tmp_path, monkeypatch,
+                                                                           optimizer):
+    """A regularizer's own parameters (here neural_prediction's readout) step in a fused group of the one
+    optimiser, the model's in torch's loop; the checkpoint carries both groups' state, so a run killed after
+    an epoch's checkpoint resumes to the uninterrupted run's metrics and weights."""
+    regs = [{"name": "neural_prediction", "weight": 1.0, "recording": {"name": "sim_v1", "options": {"n_units": 64}}}]
+    train_section = {"epochs": 3, "optimizer": optimizer, "lr": 0.003, "weight_decay": 0.0, "threads": 1}
+    killed, clean = (tiny_config(out_dir=str(tmp_path / d), train=train_section, regularizers=regs)
+                     for d in ("killed", "clean"))
+    trainee = build_trainee(killed)
+    model_group, own_group = trainee.optimizer.param_groups
+    assert not model_group.get("fused") and own_group["fused"] is True
+    assert {id(p) for p in own_group["params"]} == {id(p) for p in trainee.regularizers[0][0].parameters()}
+    real_write = results.write_metrics
+
+    def dies_on_second_epoch(path, rows):
+        if len(rows) == 2:
+            raise KeyboardInterrupt  # as if killed after the epoch-1 checkpoint
+        real_write(path, rows)
+
+    monkeypatch.setattr(results, "write_metrics", dies_on_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(killed, progress=False, evaluate=False)
+    monkeypatch.setattr(results, "write_metrics", real_write)
+    saved = load_checkpoint(killed.run_dir / results.CHECKPOINT)[0]
+    n_model = len(model_group["params"])
+    assert any(k.startswith(f"optim.{n_model}.") for k in saved), "no optimiser state of the fused group"
+    train(killed, progress=False, evaluate=False)
+    train(clean, progress=False, evaluate=False)
+    assert results.read_metrics(killed.run_dir / results.METRICS) == results.read_metrics(
+        clean.run_dir / results.METRICS)
+    wk, wc = (load_checkpoint(c.run_dir / results.WEIGHTS)[0] for c in (killed, clean))
+    assert all(torch.equal(wk[k], wc[k]) for k in wk)

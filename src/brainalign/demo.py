@@ -25,7 +25,7 @@ from brainalign.errors import BrainAlignError, ConfigError
 from brainalign.headline import curve_eps, headline_attack_specs
 from brainalign.io import read_json, write_json, write_text
 from brainalign.reports import write_report
-from brainalign.study import run_study
+from brainalign.study import align_run, run_study
 from brainalign.train import train
 from brainalign.tune import MANIFEST as TUNING_MANIFEST
 
@@ -55,6 +55,7 @@ QUICK_EPOCHS = 8  # --quick is a smoke run of the pipeline: fewer epochs than th
 # The study's recording is calibrated to THINGS-EEG2's noise ceiling and predictivity ranges (preset
 # "things_eeg2", docs/neural-data.md), so its sensitivity is as hard as the real data's; 400 stimuli keep it fast.
 STUDY_RECORDING = {"name": "sim_eeg", "options": {"seed": 0, "n_stimuli": 400, "preset": "things_eeg2"}}
+STUDY_LAYERS = ("conv3",)
 
 SEEDS = 5
 QUICK_SEEDS = 3
@@ -184,11 +185,14 @@ def condition_config(condition: Condition, seed: int, out_dir: Path, quick: bool
 
 
 def _train_one(config_dict: dict[str, Any]) -> tuple[str, int, float]:
-    """Worker: one run, single-threaded (the workers share the machine's cores)."""
+    """Worker: one run, single-threaded (the workers share the machine's cores), then its alignment with the
+    study's recording (``study.align_run``, cached in the run folder), so that the study at the end only
+    aggregates instead of aligning every run in the parent while the other cores idle."""
     torch.set_num_threads(1)
     start = time.perf_counter()
     config = parse_config(config_dict)
-    train(config, progress=False)
+    run_dir = train(config, progress=False)
+    align_run(run_dir, STUDY_RECORDING, STUDY_LAYERS)
     return config.name, config.seed, time.perf_counter() - start
 
 
@@ -230,7 +234,8 @@ def run_demo(out_dir: str | Path = "runs", quick: bool = False, seeds: int | Non
     summary["schedule"] = schedule_note(experiment_dir, configs[0].train.model_dump() if configs else schedule)
     write_json(experiment_dir / "summary.json", summary)
     write_text(experiment_dir / "summary.md", summary_table(summary))
-    # Alignment of every run with the simulated EEG, then the report (reads only run folders and study.json).
-    run_study(experiment_dir, STUDY_RECORDING, layers=["conv3"], progress=progress)
+    # The study (every run's alignment with the simulated EEG is cached by its worker), then the report (reads
+    # only run folders and study.json).
+    run_study(experiment_dir, STUDY_RECORDING, layers=list(STUDY_LAYERS), progress=progress)
     write_report(experiment_dir)
     return experiment_dir

@@ -6,7 +6,8 @@ For every finished run of an experiment folder (regularizers x strengths x seeds
    recording's images (at the run's data resolution and channels), cross-validated ridge to the
    trial-averaged responses (``brainalign.alignment.predictivity``), Pearson r per neuroid x time bin.
    Results are cached per run in ``<run>/alignment.json`` (keyed by recording, layer, settings and a digest
-   of the weights); nothing is ever retrained or re-attacked;
+   of the weights; ``align_run`` fills one run's cache as it finishes, as the demo's workers do); nothing is
+   ever retrained or re-attacked;
 2. **robustness gain** over the baseline (``brainalign.analysis.comparisons.run_gain``): accuracy minus the
    same-seed baseline's (else the mean baseline's), averaged over the high-epsilon range, the upper half
    of the non-zero strengths of the grid (``brainalign.robustness.high_strengths``), as Guo et al. (2024)
@@ -67,6 +68,13 @@ CEILING_AS_RELIABILITY = ("spearman_brown", "ncsnr", "fev")
 LEARN_FRACTION_OF_BASELINE = 0.5
 LEARN_MARGIN = 0.1
 POPULATION_ROLES = ("regularizer", "control", "other")
+# The per-run alignment settings that key a run's alignment.json entries: ``run_study``'s defaults and
+# ``align_run``'s, defined here once, so that a run aligned as it finishes is found by the study later.
+DEFAULT_N_FOLDS = 5
+DEFAULT_SEED = 0
+DEFAULT_POOL = "none"
+DEFAULT_MAX_DIM: int | None = None
+DEFAULT_BATCH_SIZE = 256
 _NAN = float("nan")
 
 
@@ -207,19 +215,22 @@ class _Models:
 
 
 def run_alignment(runs: Sequence[Run], recording, spec: dict[str, Any], layers: Sequence[str] | None, *,
-                  n_folds: int = 5, seed: int = 0, ceiling: str | None = None, pool: str = "none",
-                  max_dim: int | None = None, batch_size: int = 256, progress: bool = True
-                  ) -> tuple[list[str], dict[Path, dict[str, dict[str, Any]]]]:
+                  n_folds: int = DEFAULT_N_FOLDS, seed: int = DEFAULT_SEED, ceiling: str | None = None,
+                  pool: str = DEFAULT_POOL, max_dim: int | None = DEFAULT_MAX_DIM,
+                  batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = True, fingerprint: str | None = None,
+                  models: _Models | None = None) -> tuple[list[str], dict[Path, dict[str, dict[str, Any]]]]:
     """Predictivity grids of every run and layer, from each run's alignment.json where cached.
 
-    Returns the layers used and {run path: {layer: predictivity_grid(...)}}.
+    ``fingerprint`` (``recording_fingerprint(recording)``) and ``models`` (data sets already loaded) may be
+    passed in by a caller that aligns run after run. Returns the layers used and
+    {run path: {layer: predictivity_grid(...)}}.
     """
     from brainalign.alignment import extract_features
 
     check_folds(recording.n_stimuli, n_folds, f"recording {spec['name']}")
-    fingerprint = recording_fingerprint(recording)
+    fingerprint = fingerprint or recording_fingerprint(recording)
     ceiling_values = None  # computed on first use: a fully cached study does not need it
-    models = _Models()
+    models = models or _Models()
     # every layer must exist in every run's model before anything is computed
     loaded = {}
     common: list[str] | None = None
@@ -263,6 +274,59 @@ def run_alignment(runs: Sequence[Run], recording, spec: dict[str, Any], layers: 
             write_json(run.path / ALIGNMENT, cache)
         out[run.path] = {layer: cache["entries"][keys[layer][0]] for layer in chosen}
     return chosen, out
+
+
+# Recordings of align_run, per process (a demo worker aligns run after run): spec -> (spec, recording,
+# fingerprint); and the data sets of the runs' configs.
+_PROCESS_RECORDINGS: dict[str, tuple[dict[str, Any], Any, str]] = {}
+_PROCESS_MODELS = _Models()
+
+
+def _process_recording(recording) -> tuple[dict[str, Any], Any, str]:
+    """(spec, recording, fingerprint), loaded once per process for a spec; a loaded recording as it is."""
+    if hasattr(recording, "responses") and hasattr(recording, "stimulus_ids"):
+        spec, rec = load_study_recording(recording)
+        return spec, rec, recording_fingerprint(rec)
+    key = json.dumps(recording_spec(recording), sort_keys=True, default=str)
+    if key not in _PROCESS_RECORDINGS:
+        spec, rec = load_study_recording(recording)
+        _PROCESS_RECORDINGS[key] = (spec, rec, recording_fingerprint(rec))
+    return _PROCESS_RECORDINGS[key]
+
+
+def align_run(run_dir: str | Path, recording, layers: Sequence[str], *, n_folds: int = DEFAULT_N_FOLDS,
+              seed: int = DEFAULT_SEED, pool: str = DEFAULT_POOL, max_dim: int | None = DEFAULT_MAX_DIM,
+              batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, dict[str, Any]]:
+    """Compute and cache one finished run folder's predictivity, as ``run_study`` will look it up.
+
+    The grids are stored in ``<run>/alignment.json`` under the same key (recording, its fingerprint, layer,
+    settings, weights digest) that ``run_study`` with the same recording, layers and settings reads, so a
+    study over runs aligned this way only aggregates. Meant for the process that just trained the run (the
+    demo's workers): the recording is loaded once per process and spec.
+
+    Args:
+        run_dir: a finished run folder (result.json and weights).
+        recording: as ``run_study``'s (a RecordingConfig, a {"name", "path", "options"} dict, a loader name
+            or a loaded ``NeuralRecording``).
+        layers: the layers to measure (every one must be a layer of the run's model).
+        n_folds, seed, pool, max_dim, batch_size: as ``run_study``'s, with its defaults.
+    Returns:
+        {layer: predictivity_grid(...) with its "settings"}, the run's cache entries.
+    """
+    from brainalign.analysis.runs import Run
+
+    run_dir = Path(run_dir)
+    spec, rec, fingerprint = _process_recording(recording)
+    _, grids = _study_alignment([Run(run_dir, results.read_result(run_dir))], rec, spec, layers, n_folds=n_folds,
+                                seed=seed, pool=pool, max_dim=max_dim, batch_size=batch_size, progress=False,
+                                fingerprint=fingerprint, models=_PROCESS_MODELS)
+    return grids[run_dir]
+
+
+def _study_alignment(runs: Sequence[Run], rec, spec: dict[str, Any], layers: Sequence[str] | None,
+                     **settings: Any) -> tuple[list[str], dict[Path, dict[str, dict[str, Any]]]]:
+    """The study's predictivity grids: raw r (no ceiling; the study divides window means by it later)."""
+    return run_alignment(runs, rec, spec, layers, ceiling=None, **settings)
 
 
 # ---- summaries of predictivity grids ----------------------------------------------------------------
@@ -471,11 +535,11 @@ def _spread(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # ---- the study ---------------------------------------------------------------------------------------
 
 def run_study(experiment_dir: str | Path, recording, layers: Sequence[str] | None = None, *,
-              baseline: str | None = None, attack: str | None = None, n_folds: int = 5, seed: int = 0,
-              ceiling: str | None = DEFAULT_CEILING, time_window_ms: Sequence[float] | None = None,
-              window_rule: str = "fixed", pool: str = "none", max_dim: int | None = None,
-              include_baselines: bool = False, n_boot: int = 2000, level: float = 0.95, batch_size: int = 256,
-              progress: bool = True) -> dict[str, Any]:
+              baseline: str | None = None, attack: str | None = None, n_folds: int = DEFAULT_N_FOLDS,
+              seed: int = DEFAULT_SEED, ceiling: str | None = DEFAULT_CEILING,
+              time_window_ms: Sequence[float] | None = None, window_rule: str = "fixed", pool: str = DEFAULT_POOL,
+              max_dim: int | None = DEFAULT_MAX_DIM, include_baselines: bool = False, n_boot: int = 2000,
+              level: float = 0.95, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = True) -> dict[str, Any]:
     """Relate neural predictivity to robustness gain over the finished runs of an experiment folder.
 
     Args:
@@ -525,8 +589,8 @@ def run_study(experiment_dir: str | Path, recording, layers: Sequence[str] | Non
     window_ceiling = float(nanmean(ceiling_grid[:, mask])) if ceiling_grid is not None else None
     meta = rec.neuroid_meta
     regions = [g or "unlabelled" for g in meta["region"].tolist()]
-    chosen, grids = run_alignment(runs, rec, spec, layers, n_folds=n_folds, seed=seed, ceiling=None, pool=pool,
-                                  max_dim=max_dim, batch_size=batch_size, progress=progress)
+    chosen, grids = _study_alignment(runs, rec, spec, layers, n_folds=n_folds, seed=seed, pool=pool,
+                                     max_dim=max_dim, batch_size=batch_size, progress=progress)
 
     summaries = {p: {layer: summarize_grid(g, time_ms, regions, window) for layer, g in by_layer.items()}
                  for p, by_layer in grids.items()}

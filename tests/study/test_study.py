@@ -92,6 +92,37 @@ def test_study_gains_correlations_and_cache(experiment, monkeypatch):
     assert [r["predictivity"] for r in again["runs"]] == [r["predictivity"] for r in out["runs"]]
 
 
+def test_runs_aligned_by_the_demo_workers_leave_the_study_only_aggregating(experiment, tmp_path, monkeypatch):
+    """The demo's worker aligns each run right after training it (``study.align_run``, with the settings that
+    ``run_study``'s defaults look up); the study then loads no model, computes no predictivity, and writes the
+    study.json a study from scratch on the same runs writes."""
+    from brainalign import demo
+    from brainalign.config import read_yaml
+
+    cold, warm = tmp_path / "cold" / tiny_runs.EXPERIMENT, tmp_path / "warm" / tiny_runs.EXPERIMENT
+    for dst in (cold, warm):
+        shutil.copytree(experiment, dst)
+        for f in [*dst.glob(f"*/{ALIGNMENT}"), dst / STUDY]:
+            f.unlink(missing_ok=True)
+    monkeypatch.setattr(demo, "train", lambda config, progress: config.run_dir)  # the runs are trained already
+    for run_dir in sorted(p.parent for p in warm.glob("*/config.yaml")):
+        config = {**read_yaml(run_dir / "config.yaml"), "out_dir": str(warm.parent)}
+        demo._train_one(config)
+        assert (run_dir / ALIGNMENT).exists()
+    study_settings = {"layers": list(demo.STUDY_LAYERS), "n_boot": 200, "progress": False}
+    run_study(cold, demo.STUDY_RECORDING, **study_settings)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the study computed an alignment the worker had cached")
+
+    monkeypatch.setattr(study_module._Models, "load", fail)
+    monkeypatch.setattr(study_module, "predictivity_grid", fail)
+    cached = {p: p.read_bytes() for p in warm.glob(f"*/{ALIGNMENT}")}
+    run_study(warm, demo.STUDY_RECORDING, **study_settings)
+    assert {p: p.read_bytes() for p in warm.glob(f"*/{ALIGNMENT}")} == cached  # reused, not rewritten
+    assert (warm / STUDY).read_text() == (cold / STUDY).read_text()
+
+
 def test_nan_neuroids_are_masked_and_counted(experiment):
     rec = load_recording("sim_eeg", n_stimuli=200, times_ms=TIMES)
     dead = rec.neuroid_meta["id"][3]
