@@ -77,6 +77,9 @@ def test_quick_demo_end_to_end(capsys, tmp_path):
     assert summary["conditions"]["neural_similarity_it"]["simulated_data"] is True
     assert "SIMULATED brain data" in (folder / "summary.md").read_text()
     assert "| baseline | 3 |" in out
+    # The self-checks ran on seed 0 of each condition, and the summary says so.
+    assert all(c["selfchecked_seeds"] == [0] for c in summary["conditions"].values())
+    assert "Self-checks ran on seed 0 of every condition" in (folder / "summary.md").read_text()
     for name in ("study.json", "report.html", "report.md", "report.json"):
         assert (folder / name).exists(), name
 

@@ -194,8 +194,9 @@ class EvalConfig(_Strict):
     selfcheck_examples: int = Field(200, ge=10, description="test images the self-checks re-attack")
     headline_check: int = Field(0, ge=0, description="FAB-T and Square on this many images that survive the "
                                 "headline attacks (brainalign.robustness.headline_check); 0: off")
-    selfchecks: bool = Field(True, description="run the self-checks (false only for tuning trials, whose "
-                             "numbers select settings and are never reported as results)")
+    selfchecks: bool = Field(True, description="run the self-checks (false for tuning trials, whose numbers "
+                             "select settings and are never reported as results, and for the demo's seeds "
+                             "other than the one checked per condition; summaries name the checked seeds)")
     batch_size: int = Field(256, ge=1)
 
 

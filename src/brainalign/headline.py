@@ -60,13 +60,6 @@ def threat_model(data_name: str) -> ThreatModel:
     return THREAT_MODELS.get(data_name, DEFAULT_THREAT_MODEL)
 
 
-def curve_eps(data_name: str) -> tuple[float, ...]:
-    """Strengths above the headline eps (1.5x and 2x, at most 1) where the headline attack's curve goes on: cheap,
-    since the attack is evaluated cumulatively (only images that survive the headline eps are attacked)."""
-    eps = threat_model(data_name).eps
-    return tuple(round(min(f * eps, 1.0), 6) for f in (1.5, 2.0))
-
-
 def headline_attack_specs(data_name: str, steps: int = HEADLINE_STEPS,
                           extra_eps: tuple[float, ...] = ()) -> list[dict[str, Any]]:
     """The ``eval.attacks`` entries that produce the headline (clean point, headline eps, any ``extra_eps``)."""

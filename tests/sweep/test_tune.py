@@ -168,3 +168,8 @@ def test_run_tuning_selects_per_method_and_writes_configs_and_manifest(tuning_fi
     assert config.regularizers[0].weight == 3.0 and config.seed == 4 and config.eval.split == "test"
     assert {a.name for a in config.eval.attacks} >= {"apgd_ce_t_linf", "pgd_linf"}
     assert [a.params["steps"] for a in config.eval.attacks if a.name.startswith("apgd")] == [100]
+    # The headline attack at the headline eps alone; the checks of the evaluation on seed 0 only.
+    assert [a.eps for a in config.eval.attacks if a.name.startswith("apgd")] == [[0.0, 0.1]]
+    assert not config.eval.selfchecks and config.eval.headline_check == 0
+    first = condition_config(conditions[1], seed=0, out_dir=tmp_path / "demo", quick=False, schedule=schedule)
+    assert first.eval.selfchecks and first.eval.headline_check > 0

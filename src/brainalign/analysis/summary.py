@@ -221,6 +221,7 @@ def summarize(experiment_dir: str | Path, baseline: str = "baseline") -> dict[st
             **condition_means(accepted, base),
             "all_seeds": condition_means(group, base),
             "reliable": all(r.result.get("reliable", True) for r in group),
+            "selfchecked_seeds": sorted(r.seed for r in group if "selfchecks" in r.result),
             "unreliable_reasons": sorted({reason for r in group if r.result.get("reliable") is False
                                           for reason in (r.result.get("selfchecks") or {}).get("reasons", [])}),
             "simulated_data": any(r.simulated for r in group),
@@ -285,6 +286,15 @@ def summary_table(summary: dict[str, Any]) -> str:
     if h.get("steps_run") and h["steps_run"] != [h["steps"]]:
         lines += ["", f"> These runs ran the headline attacks with {', '.join(map(str, h['steps_run']))} steps, "
                   f"not the headline's {h['steps']}: a cheaper (weaker or equal) version of it."]
+    partly = {name: c["selfchecked_seeds"] for name, c in summary["conditions"].items()
+              if len(c.get("selfchecked_seeds", c["seeds"])) < c["n_seeds"]}
+    if partly:
+        seeds = {", ".join(map(str, v)) or "none" for v in partly.values()}
+        everywhere = len(seeds) == 1 and len(partly) == len(summary["conditions"])
+        which = (f"seed {seeds.pop()} of every condition" if everywhere else
+                 "; ".join(f"{n}: seed {', '.join(map(str, v)) or 'none'}" for n, v in partly.items()))
+        lines += ["", f"> Self-checks ran on {which} (`selfchecked_seeds`); UNRELIABLE speaks for the checked "
+                      f"seeds."]
     if loss:
         lines += ["", f"Baseline final training loss: {_fmt(loss)}."]
     lines += [
