@@ -135,6 +135,10 @@ class TrainConfig(_Strict):
         "fp32", description="autocast precision of training steps: bf16 (CPU or CUDA) or fp16 (CUDA, loss-scaled)")
     channels_last: bool = Field(False, description="NHWC memory format for the model and batches")
     compile: bool = Field(False, description="torch.compile each named stage of the model")
+    checkpoint_every_s: float = Field(0.0, ge=0, description="write the checkpoint after an epoch only when at "
+                                      "least this many seconds have passed since training (re)started or last "
+                                      "wrote one (0: after every epoch); a killed run resumes from the last one "
+                                      "written")
 
     @model_validator(mode="after")
     def _fp16_on_cuda(self) -> TrainConfig:

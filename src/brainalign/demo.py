@@ -57,6 +57,10 @@ QUICK_EPOCHS = 8  # --quick is a smoke run of the pipeline: fewer epochs than th
 STUDY_RECORDING = {"name": "sim_eeg", "options": {"seed": 0, "n_stimuli": 400, "preset": "things_eeg2"}}
 STUDY_LAYERS = ("conv3",)
 
+# How the demo's runs execute (not what they compute): one thread per worker; channels_last (``base_config``);
+# no checkpoint in the first minute (a demo run trains in 2-15 s, so a kill reruns it from the start, and dcca's
+# 60 MB checkpoints are not written 15 times a run).
+RUN_OPTIONS = {"threads": 1, "channels_last": True, "checkpoint_every_s": 60.0}
 SEEDS = 5
 QUICK_SEEDS = 3
 # Evaluation: the headline attack (at the headline eps only) and PGD-10's curve on 240 test images. Checks of the
@@ -144,7 +148,7 @@ def base_config(quick: bool, schedule: dict[str, Any]) -> dict[str, Any]:
     Runs train and are attacked in channels_last memory format (``brainalign.speed``; less time here:
     ``benchmarks.bench_channels_last``); the tuning ran in the default format, and the two differ only by
     float rounding."""
-    train_section = {**schedule, "threads": 1, "channels_last": True}
+    train_section = {**schedule, **RUN_OPTIONS}
     if quick:
         train_section["epochs"] = QUICK_EPOCHS
     return {
@@ -174,7 +178,7 @@ def eval_attacks(quick: bool) -> list[dict[str, Any]]:
 def condition_config(condition: Condition, seed: int, out_dir: Path, quick: bool,
                      schedule: dict[str, Any] | None = None) -> RunConfig:
     data = base_config(quick, schedule or condition.train)
-    train_section = {**condition.train, "threads": 1, "channels_last": True}
+    train_section = {**condition.train, **RUN_OPTIONS}
     if quick:
         train_section["epochs"] = QUICK_EPOCHS
     data["train"].update(train_section)

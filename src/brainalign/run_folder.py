@@ -4,7 +4,7 @@ States, each a set of files written atomically (``brainalign.io``) and in this o
 
     new           nothing yet
     claimed       config.yaml                      (claim: the config as the run uses it)
-    checkpointed  + checkpoint.safetensors         (write_checkpoint, after every epoch; metrics.csv after it)
+    checkpointed  + checkpoint.safetensors         (write_checkpoint, after every epoch or when due; metrics.csv)
     trained       + model.safetensors, result.json (finish: weights, then result.json, then the checkpoint goes)
     evaluated     result.json with self-checks     (evaluate appends attacks, flags.safetensors before result.json)
 
@@ -124,10 +124,13 @@ def claim(config: RunConfig) -> Path:
     return run_dir
 
 
-def write_checkpoint(run_dir: Path, tensors: dict[str, torch.Tensor], epoch: int,
+def write_checkpoint(run_dir: Path, tensors: dict[str, torch.Tensor] | None, epoch: int,
                      rows: list[dict[str, float]]) -> None:
-    """The state after ``epoch`` (carrying the metrics rows, the source of truth), then metrics.csv."""
-    save_checkpoint(run_dir / results.CHECKPOINT, tensors, {"epoch": str(epoch), "metrics": json.dumps(rows)})
+    """The state after ``epoch`` (carrying the metrics rows, the source of truth), then metrics.csv; with
+    ``tensors`` None (no checkpoint due, ``train.checkpoint_every_s``) metrics.csv alone, which a resume from an
+    earlier checkpoint rewrites from that checkpoint's rows."""
+    if tensors is not None:
+        save_checkpoint(run_dir / results.CHECKPOINT, tensors, {"epoch": str(epoch), "metrics": json.dumps(rows)})
     results.write_metrics(run_dir / results.METRICS, rows)
 
 

@@ -91,6 +91,49 @@ def test_a_kill_at_every_write_point_reruns_to_the_same_run(tiny_config, tmp_pat
         assert_same(snapshot(config.run_dir), reference)
 
 
+def test_checkpoint_cadence_skips_checkpoints_not_results(tiny_config, tmp_path, monkeypatch):
+    # train.checkpoint_every_s: no checkpoint before that many seconds; metrics.csv after every epoch all the
+    # same, the same run at the end, and a kill before any checkpoint reruns from the start to the same run.
+    reference_config = tiny(tiny_config, tmp_path / "reference")
+    train(reference_config, progress=False)
+    reference = snapshot(reference_config.run_dir)
+    real_replace = os.replace
+
+    def sparse(out):
+        config = tiny(tiny_config, out)
+        return config.model_copy(update={"train": config.train.model_copy(update={"checkpoint_every_s": 1e9})})
+
+    replaces = []
+    monkeypatch.setattr(os, "replace", lambda src, dst: (replaces.append(os.path.basename(dst)),
+                                                         real_replace(src, dst))[1])
+    config = sparse(tmp_path / "sparse")
+    train(config, progress=False)
+    monkeypatch.undo()
+    assert replaces[:5] == [results.CONFIG, results.METRICS, results.METRICS, results.WEIGHTS, results.RESULT]
+    assert results.CHECKPOINT not in replaces
+    got = snapshot(config.run_dir)
+    assert got[0]["robustness"] == reference[0]["robustness"]
+    assert_same((None, *got[1:]), (None, *reference[1:]))
+
+    killed = sparse(tmp_path / "killed")
+    metrics_writes = [0]
+
+    def kill_at_second_metrics(src, dst):
+        if os.path.basename(dst) == results.METRICS:
+            metrics_writes[0] += 1
+            if metrics_writes[0] == 2:
+                raise Killed
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", kill_at_second_metrics)
+    with pytest.raises(Killed):
+        train(killed, progress=False)
+    monkeypatch.undo()
+    assert run_folder.state(killed.run_dir) == run_folder.CLAIMED  # one epoch's metrics, no checkpoint
+    train(killed, progress=False)
+    assert_same((None, *snapshot(killed.run_dir)[1:]), (None, *reference[1:]))
+
+
 def test_killed_between_weights_and_result_is_not_stuck(tiny_config, tmp_path, monkeypatch):
     config = tiny(tiny_config, tmp_path)
     monkeypatch.setattr(results, "write_result", lambda *a: (_ for _ in ()).throw(Killed()))
