@@ -93,6 +93,22 @@ def test_missing_pieces_are_not_computed(tmp_path):
     assert "simulated-banner" not in page and "UNRELIABLE" not in page
 
 
+def test_runs_without_self_checks_are_counted_and_said(tmp_path):
+    # As the demo runs them: seed 0 of each condition checked, seed 1 not.
+    ok = {"selfchecks": {"reliable": True, "reasons": [], "checks": {}}}
+    for root, checked in ((tmp_path / "seed0", (0,)), (tmp_path / "all", (0, 1))):
+        for seed in (0, 1):
+            syn.write_run(root, "baseline", seed, {KEY: syn.BASE}, **(ok if seed in checked else {}))
+            syn.write_run(root, "other", seed, {KEY: syn.shifted(10)}, **(ok if seed in checked else {}))
+    paths = write_report(tmp_path / "seed0", n_boot=50)
+    report = json.loads(paths["json"].read_text())
+    assert report["self_checks"]["runs_checked"] == 2 and report["self_checks"]["runs"] == 4
+    assert all(c["self_checks"] == "passed" for c in report["conditions"])
+    note = "2 of 4 runs ran the self-checks"
+    assert note in paths["md"].read_text() and note in paths["html"].read_text()
+    assert "runs ran the self-checks" not in write_report(tmp_path / "all", n_boot=50)["md"].read_text()
+
+
 def test_findings_in_words_open_the_page(rich):
     root, paths = rich
     report = json.loads(paths["json"].read_text())

@@ -230,7 +230,8 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
         "runs": [{"run": p, "reliable": None if c is None else bool(c.get("reliable")),
                   "reasons": [] if c is None else list(c.get("reasons", []))} for p, c in checks.items()],
         "self_checks": {"computed": any(c is not None for c in checks.values()),
-                        "reason": "no run has self-check results in its result.json"},
+                        "reason": "no run has self-check results in its result.json",
+                        "runs_checked": sum(c is not None for c in checks.values()), "runs": len(checks)},
         "curves": curves,
         "paired_tests": _safe(paired_tests, runs, baseline=base, attacks=[key] if key else None, n_boot=n_boot,
                               level=level, seed=seed) if base and key else

@@ -99,6 +99,16 @@ def esc(x) -> str:
     return html.escape(str(x))
 
 
+def checks_note(report: dict[str, Any]) -> str:
+    """A line saying how many runs ran the self-checks, when not all did ("" otherwise)."""
+    sc = report["self_checks"]
+    if sc.get("runs_checked", sc.get("runs")) == sc.get("runs"):
+        return ""
+    return (f"{sc['runs_checked']} of {sc['runs']} runs ran the self-checks (`eval.selfchecks`; the demo checks seed 0 "
+            f"of each condition); the others show \"not computed\", and a condition's verdict speaks for its "
+            f"checked runs.")
+
+
 def _run_state(run: dict[str, Any]) -> str:
     return "not computed" if run["reliable"] is None else "passed" if run["reliable"] else "unreliable"
 
@@ -361,6 +371,7 @@ def render_html(report: dict[str, Any], figs: dict[str, tuple[bytes | None, str]
         "study_reason": not_computed(study, "study"),
         "study_html": Markup(_study_html(study, figs)) if not not_computed(study, "study") else "",
         "check_rows": [[r["run"], _state_badge(_run_state(r)), "; ".join(r["reasons"])] for r in report["runs"]],
+        "checks_note": checks_note(report).replace("`", ""),
         "diagnostic_table": diagnostic_rows(report["target_diagnostics"]),
     }
     return _environment().get_template("report.html.j2").render(context)
@@ -481,6 +492,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if not report["self_checks"]["computed"]:
         lines += [f"_self-checks: not computed ({report['self_checks']['reason']})_", ""]
     else:
+        if checks_note(report):
+            lines += [checks_note(report), ""]
         lines += _md_table(["run", "state", "reasons"],
                            [[r["run"], _run_state(r).replace("unreliable", "UNRELIABLE"), "; ".join(r["reasons"])]
                             for r in report["runs"]])
