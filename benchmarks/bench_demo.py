@@ -17,6 +17,8 @@ import os
 import tempfile
 import time
 
+from benchmarks import seconds_per_call
+
 BUDGET_S = {"quick": 60.0, "full": 480.0}
 
 
@@ -42,13 +44,7 @@ def host_speed(images: int = 240, repeats: int = 5, steps: int = 20) -> float:
             torch.autograd.grad(model(xx).logsumexp(1).sum(), xx)
 
         step()
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(steps):
-                step()
-            best = min(best, (time.perf_counter() - start) / steps / images * 1e3)
-        return best
+        return min(seconds_per_call(step, steps) for _ in range(repeats)) / images * 1e3
     finally:
         torch.set_num_threads(threads)
 

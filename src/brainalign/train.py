@@ -13,9 +13,9 @@ the optimiser steps once (``train_step``).
 A checkpoint (safetensors: model, optimiser and regularizer state, and under fp16 the loss scaler's scale and
 growth tracker) is written atomically after every epoch, or, with ``train.checkpoint_every_s``, after an epoch only
 when that many seconds have passed since training (re)started or the last one (a dcca run's paper-sized heads and
-their Adam state make a 60 MB checkpoint, 80 ms to write); metrics.csv after every epoch. Re-running an interrupted
-run resumes from the last checkpoint and ends with the same metrics as an uninterrupted run, because every random
-draw of epoch e comes from a generator seeded by (seed, e).
+their Adam state make a 60 MB checkpoint, about 80 ms to write in one profile); metrics.csv after every epoch.
+Re-running an interrupted run resumes from the last checkpoint and ends with the same metrics as an uninterrupted
+run, because every random draw of epoch e comes from a generator seeded by (seed, e).
 """
 
 from __future__ import annotations

@@ -135,3 +135,15 @@ def test_the_combined_headline_attack_gives_the_same_numbers_and_structure_speci
     rows = [r for r in summary["structure_specific_gains"]["rows"] if "diff" in r]
     assert [(r["treatment"], r["control"]) for r in rows] == [("neural", "decorrelation")]
     assert rows[0]["diff"] == pytest.approx(21 / 200)
+
+
+def test_checked_seeds_are_read_under_either_key_and_said(tmp_path):
+    # result.json's "selfchecks" (as evaluate writes it) or the older "self_checks": the same checked seed.
+    ok = {"reliable": True, "reasons": [], "checks": {}}
+    syn.write_run(tmp_path, "baseline", 0, curves(180, 60, 50, 70), data="digits", selfchecks=ok)
+    syn.write_run(tmp_path, "baseline", 1, curves(180, 60, 50, 70), data="digits")
+    syn.write_run(tmp_path, "other", 0, curves(180, 70, 60, 80), data="digits", self_checks=ok)
+    syn.write_run(tmp_path, "other", 1, curves(180, 70, 60, 80), data="digits")
+    summary = summarize(tmp_path)
+    assert [c["selfchecked_seeds"] for c in summary["conditions"].values()] == [[0], [0]]
+    assert "Self-checks ran on seed 0 of every condition" in summary_table(summary)

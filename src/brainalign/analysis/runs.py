@@ -33,6 +33,10 @@ def flag_key(attack_key: str, eps: float) -> str:
     return f"{attack_key}@{float(eps):g}"
 
 
+# Where evaluation writes the output of brainalign.robustness.run_selfchecks in result.json (and an older name).
+SELF_CHECK_KEYS = ("selfchecks", "self_checks")
+
+
 @dataclass
 class Run:
     """One finished run folder: its result.json and, loaded on first use, its per-example flags."""
@@ -68,6 +72,16 @@ class Run:
     @property
     def defences(self) -> list[dict[str, Any]]:
         return list(self.result.get("defences") or [])
+
+    @property
+    def self_checks(self) -> dict[str, Any] | None:
+        """The run's self-check summary {"reliable", "reasons", "checks"} (``brainalign.robustness.run_selfchecks``
+        as evaluate writes it), or None when none were run."""
+        for key in SELF_CHECK_KEYS:
+            value = self.result.get(key)
+            if isinstance(value, dict) and "reliable" in value:
+                return value
+        return None
 
     @property
     def simulated(self) -> bool:

@@ -221,9 +221,9 @@ def summarize(experiment_dir: str | Path, baseline: str = "baseline") -> dict[st
             **condition_means(accepted, base),
             "all_seeds": condition_means(group, base),
             "reliable": all(r.result.get("reliable", True) for r in group),
-            "selfchecked_seeds": sorted(r.seed for r in group if "selfchecks" in r.result),
+            "selfchecked_seeds": sorted(r.seed for r in group if r.self_checks is not None),
             "unreliable_reasons": sorted({reason for r in group if r.result.get("reliable") is False
-                                          for reason in (r.result.get("selfchecks") or {}).get("reasons", [])}),
+                                          for reason in (r.self_checks or {}).get("reasons", [])}),
             "simulated_data": any(r.simulated for r in group),
             "gradient_ratios": gradient_balance(group),
             "headline_check": headline_checks(group),

@@ -23,19 +23,6 @@ from brainalign.io import read_json
 
 SCHEMA_VERSION = 1
 STUDY = "study.json"
-# Where evaluation writes the output of brainalign.robustness.run_selfchecks in result.json.
-SELF_CHECK_KEYS = ("selfchecks", "self_checks")
-
-
-def self_checks(run: Run) -> dict[str, Any] | None:
-    """The run's self-check summary {"reliable", "reasons", "checks"}, or None when none were run."""
-    for key in SELF_CHECK_KEYS:
-        value = run.result.get(key)
-        if isinstance(value, dict) and "reliable" in value:
-            return value
-    return None
-
-
 def _curves(groups: dict[str, list[Run]], key: str, level: float) -> dict[str, Any]:
     """Mean accuracy and CI over seeds per strength, per condition, for one attack."""
     grid: set[float] = set()
@@ -167,10 +154,10 @@ def collect_report(experiment_dir: str | Path, *, baseline: str | None = None, a
     high = _high(runs, key)
     base_runs = {r.seed: r for r in groups.get(base, [])} if base else {}
 
-    checks = {str(r.path.relative_to(experiment_dir)): self_checks(r) for r in runs}
+    checks = {str(r.path.relative_to(experiment_dir)): r.self_checks for r in runs}
     conditions = []
     for name, group in groups.items():
-        run_checks = [(r, self_checks(r)) for r in group]
+        run_checks = [(r, r.self_checks) for r in group]
         ran = [(r, c) for r, c in run_checks if c is not None]
         reasons = [f"seed {r.seed}: {reason}" for r, c in ran for reason in c.get("reasons", [])]
         gains = [run_gain(r, groups[base], key)["gain"] for r in group] if base and key else []

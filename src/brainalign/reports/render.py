@@ -492,8 +492,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if not report["self_checks"]["computed"]:
         lines += [f"_self-checks: not computed ({report['self_checks']['reason']})_", ""]
     else:
-        if checks_note(report):
-            lines += [checks_note(report), ""]
+        note = checks_note(report)
+        lines += [note, ""] if note else []
         lines += _md_table(["run", "state", "reasons"],
                            [[r["run"], _run_state(r).replace("unreliable", "UNRELIABLE"), "; ".join(r["reasons"])]
                             for r in report["runs"]])
