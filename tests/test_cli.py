@@ -84,6 +84,12 @@ def test_quick_demo_end_to_end(capsys, tmp_path):
         assert (folder / name).exists(), name
 
 
+def test_quick_demo_refuses_the_headline_check(capsys, tmp_path):
+    code, _, err = run(capsys, "demo", "--quick", "--check", "--out", str(tmp_path))
+    assert code == 2 and err.startswith("error:") and "--check" in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
 def test_data_inspect_shows_target_diagnostics(capsys):
     code, out, _ = run(capsys, "data", "inspect", "sim_it", "--option", "n_stimuli=200", "--no-ceilings")
     assert code == 0

@@ -13,6 +13,7 @@ from brainalign.neural import (
     implied_noise_ceiling,
     inspect_recording,
     load_recording,
+    loading,
     pixel_redundancy,
     simulate,
     simulate_to_disk,
@@ -47,10 +48,31 @@ def test_eeg_has_the_things_eeg2_layout():
 @pytest.mark.parametrize("name", SIMS)
 def test_reproducible_under_seed(name):
     a = load_recording(name, n_stimuli=25, seed=3)
+    loading._SIMULATIONS.clear()  # simulate again, not from the process's cache
     b = load_recording(name, n_stimuli=25, seed=3)
     c = load_recording(name, n_stimuli=25, seed=4)
     np.testing.assert_array_equal(a.responses, b.responses)
     assert not np.array_equal(a.responses, c.responses)
+
+
+def test_simulations_are_kept_per_process_and_handed_out_as_copies():
+    loading._SIMULATIONS.clear()
+    images, labels, ids = default_images(30)
+    first = load_recording("sim_eeg", images=images, labels=labels, stimulus_ids=ids, seed=2)
+    kept = first.responses.copy()
+    first.responses[:] = 0.0  # a caller changes its copy
+    first.stimulus_meta.loc[0, "label"] = "changed"
+    again = load_recording("sim_eeg", images=images, labels=labels, stimulus_ids=ids, seed=2)
+    np.testing.assert_array_equal(again.responses, kept)
+    assert again.labels[0] == "0" and len(loading._SIMULATIONS) == 1
+    # other images (same shape) or another option are another simulation
+    other = load_recording("sim_eeg", images=images[::-1].copy(), labels=labels, stimulus_ids=ids, seed=2)
+    assert not np.array_equal(other.responses, kept) and len(loading._SIMULATIONS) == 2
+    for seed in range(3, 3 + loading.SIMULATIONS_KEPT):
+        load_recording("sim_v1", n_stimuli=10, seed=seed)
+    assert len(loading._SIMULATIONS) == loading.SIMULATIONS_KEPT
+    with pytest.raises(ConfigError, match="no option"):
+        load_recording("sim_eeg", n_stimuli=10, colour=True)
 
 
 def test_response_depends_on_the_image_not_the_stimulus_set():

@@ -147,3 +147,59 @@ def test_checked_seeds_are_read_under_either_key_and_said(tmp_path):
     summary = summarize(tmp_path)
     assert [c["selfchecked_seeds"] for c in summary["conditions"].values()] == [[0], [0]]
     assert "Self-checks ran on seed 0 of every condition" in summary_table(summary)
+
+
+def test_a_stored_headline_check_speaks_only_for_unchanged_configs(tmp_path):
+    from brainalign.demo import cite_headline_check, write_headline_check
+
+    root = tmp_path / "demo"
+    own = {"computed": True, "n_checked": 4, "broken_by_apgd_t_all": 0, "broken_by_fab_t": 0, "broken_by_square": 1,
+           "broken_by_either": 1}
+    for seed in range(2):
+        syn.write_run(root, "baseline", seed, curves(180, 60, 50, 70), data="digits")
+        syn.write_run(root, "same", seed, curves(180, 60, 52, 70), data="digits",
+                      regularizers=syn.only("decorrelation"))
+        syn.write_run(root, "live", seed, curves(180, 60, 52, 70), data="digits",
+                      regularizers=syn.only("decorrelation"), headline_check=own if seed == 0 else None)
+    stored = tmp_path / "stored.json"
+    check = {"n_runs": 1, "n_checked": 16, "n_runs_apgd_t": 1, "broken_by_apgd_t_all": 0, "broken_by_fab_t": 0,
+             "broken_by_square": 0, "broken_by_either": 0}
+    stored.write_text(json.dumps({
+        "command": "brainalign demo --check", "git_commit": "abc1234def", "created": "2026-12-07", "seeds": [0],
+        "conditions": {"baseline": {"config_digest": "b", **check}, "same": {"config_digest": "old", **check},
+                       "live": {"config_digest": "l", **check}}}))
+    # "same" was checked with another config (stale), "new" never: the stored check speaks for the baseline only;
+    # "live" checked in these runs, which win over the stored check.
+    digests = {"baseline": "b", "same": "s", "live": "l", "new": "n"}
+    citation = cite_headline_check(stored, root, digests)
+    assert set(citation["conditions"]) == {"baseline", "live"}
+    assert citation["stale"] == ["same"] and citation["missing"] == ["new"]
+    summary = summarize(root)
+    conditions = summary["conditions"]
+    assert conditions["baseline"]["headline_check"] == {"config_digest": "b", **check, "stored": True}
+    assert conditions["same"]["headline_check"] is None
+    assert conditions["live"]["headline_check"]["n_checked"] == 4 and "stored" not in conditions["live"]["headline_check"]
+    source = summary["headline_check_source"]
+    assert source["these_runs"] == ["live"] and source["stored"] == ["baseline"] and source["stale"] == ["same"]
+    words = summary["statements"]
+    assert words[0].startswith("Headline check (stored: `brainalign demo --check` at abc1234 on 2026-12-07, seed 0 "
+                               "of the same configs; live checked in these runs): APGD-T on every target, FAB-T and "
+                               "Square broke 1 of 20 sampled images")
+    assert any("does not speak for same (their configs changed since" in s for s in words)
+    assert any("does not speak for new (it never checked them)" in s for s in words)
+    # The report reads the same citation (it summarizes the folder again).
+    from brainalign.reports import write_report
+
+    report = json.loads(write_report(root, n_boot=20)["json"].read_text())
+    assert report["findings"]["statements"][0] == words[0]
+
+    # A run that checked writes the record a later demo cites: its own checks only, with their digests.
+    record = write_headline_check(tmp_path / "new.json", summary, digests)
+    assert set(record["conditions"]) == {"live"} and record["conditions"]["live"]["config_digest"] == "l"
+    assert json.loads((tmp_path / "new.json").read_text()) == record
+
+    # No stored check at all: said once, without listing every condition.
+    cite_headline_check(tmp_path / "absent.json", root, digests)
+    words = summarize(root)["statements"]
+    assert sum("Headline check" in s for s in words) == 2  # the live check's line and "none stored"
+    assert any(s.startswith("Headline check: none stored") for s in words)

@@ -9,7 +9,7 @@ import yaml
 
 from brainalign import sweep as sweep_mod
 from brainalign.config import parse_config, read_yaml
-from brainalign.demo import condition_config, load_conditions
+from brainalign.demo import condition_config, config_digest, load_conditions
 from brainalign.errors import ConfigError
 from brainalign.io import read_json
 from brainalign.regularizers import selection_rule
@@ -172,4 +172,21 @@ def test_run_tuning_selects_per_method_and_writes_configs_and_manifest(tuning_fi
     assert [a.eps for a in config.eval.attacks if a.name.startswith("apgd")] == [[0.0, 0.1]]
     assert not config.eval.selfchecks and config.eval.headline_check == 0
     first = condition_config(conditions[1], seed=0, out_dir=tmp_path / "demo", quick=False, schedule=schedule)
-    assert first.eval.selfchecks and first.eval.headline_check > 0
+    assert first.eval.selfchecks and first.eval.headline_check == 0  # the headline check is stored ...
+    checked = condition_config(conditions[1], seed=0, out_dir=tmp_path / "demo", quick=False, schedule=schedule,
+                               check=True)
+    assert checked.eval.headline_check > 0  # ... by `brainalign demo --check`
+    # A stored check speaks for a condition while what makes its model and headline is unchanged.
+    digest = config_digest(first)
+    assert config_digest(checked) == digest
+    moved = first.to_dict()
+    moved["out_dir"] = str(tmp_path / "elsewhere")
+    moved["eval"]["attacks"] = [a for a in moved["eval"]["attacks"] if a["name"] != "pgd_linf"]
+    assert config_digest(parse_config(moved)) == digest
+    for section, key, value in (("train", "epochs", 3), ("eval", "n_examples", 17)):
+        changed = first.to_dict()
+        changed[section][key] = value
+        assert config_digest(parse_config(changed)) != digest, key
+    heavier = first.to_dict()
+    heavier["regularizers"][0]["weight"] = 4.0
+    assert config_digest(parse_config(heavier)) != digest

@@ -27,8 +27,12 @@ from brainalign.analysis.stats import mean_ci
 from brainalign.claims import claims_markdown, claims_table
 from brainalign.errors import BrainAlignError
 from brainalign.headline import HEADLINE_ATTACKS, describe, headline_accuracy, pgd_accuracy, pgd_key
+from brainalign.io import read_json
 
 ACCEPT_RATIO = 0.9  # Attias et al. 2024: clean accuracy >= 0.9 x the baseline's
+# A headline check stored for an experiment's configs by an earlier run (``brainalign demo --check``), or its
+# citation by a run that did not check (``brainalign.demo.cite_headline_check``).
+STORED_CHECK = "headline_check.json"
 CHANCE_ALPHA = 0.01  # "did not learn": clean accuracy not above chance at this level
 
 
@@ -133,6 +137,32 @@ def headline_checks(group: list[Run]) -> dict[str, Any] | None:
             "broken_by_either": sum(c["broken_by_either"] for c in checks)}
 
 
+def _check_source(conditions: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """Where the summary's headline checks come from: these runs, a stored check (how it was made, and for
+    which conditions it does not speak: configs changed since, or never checked), or nowhere."""
+    checked = {n: c["headline_check"] for n, c in conditions.items() if c["headline_check"]}
+    live = sorted(n for n, c in checked.items() if not c.get("stored"))
+    out: dict[str, Any] = {"these_runs": live, "stored": sorted(n for n, c in checked.items() if c.get("stored"))}
+    if stored.get("cited_from"):
+        out["file"] = {"path": stored["cited_from"], "found": stored.get("found", True),
+                       **{k: stored.get(k) for k in ("command", "git_commit", "created", "seeds", "sample")}}
+        out.update({key: [n for n in stored.get(key, []) if n not in live] for key in ("stale", "missing")})
+    return out
+
+
+def _stored_note(source: dict[str, Any]) -> str:
+    """How a summary cites a stored check: the command, commit and date that made it."""
+    if not source.get("stored"):
+        return ""
+    file = source.get("file") or {}
+    commit = str(file.get("git_commit") or "unknown commit")[:7]
+    seeds = ", ".join(map(str, file.get("seeds") or []))
+    note = f"stored: `{file.get('command')}` at {commit} on {file.get('created')}, seed {seeds} of the same configs"
+    if source.get("these_runs"):
+        note += f"; {', '.join(source['these_runs'])} checked in these runs"
+    return f" ({note})"
+
+
 def _rest(check: dict[str, Any]) -> str:
     """The attacks a stored headline check ran beyond the headline."""
     return "APGD-T on every target, FAB-T and Square" if check.get("n_runs_apgd_t") else "FAB-T and Square"
@@ -149,12 +179,20 @@ def statements(summary: dict[str, Any]) -> list[str]:
     """What the numbers say, in words: gains over the baseline and beyond the matched controls, failures."""
     out = []
     checks = [c["headline_check"] for c in summary["conditions"].values() if c.get("headline_check")]
+    source = summary.get("headline_check_source") or {}
     if checks:
         total = {k: sum(c[k] for c in checks) for k in ("n_runs", "n_checked", "broken_by_either")}
         ran = {"n_runs_apgd_t": sum(c.get("n_runs_apgd_t", 0) for c in checks)}  # any check with APGD-T: named
-        out.append(f"Headline check: {_rest(ran)} broke {total['broken_by_either']} of {total['n_checked']} "
-                   f"sampled images that survived the headline attacks, over {total['n_runs']} run(s) in "
-                   f"{len(checks)} condition(s)" + (" (named below)." if total["broken_by_either"] else "."))
+        out.append(f"Headline check{_stored_note(source)}: {_rest(ran)} broke {total['broken_by_either']} of "
+                   f"{total['n_checked']} sampled images that survived the headline attacks, over {total['n_runs']} "
+                   f"run(s) in {len(checks)} condition(s)" + (" (named below)." if total["broken_by_either"] else "."))
+    file = source.get("file") or {}
+    if file and not file["found"]:
+        out.append(f"Headline check: none stored ({file['path']} not found); `brainalign demo --check` runs it.")
+    for key, why in (("stale", "their configs changed since it was stored"), ("missing", "it never checked them")):
+        if file.get("found") and source.get(key):
+            out.append(f"Headline check: the stored check does not speak for {', '.join(source[key])} ({why}); "
+                       f"`brainalign demo --check` reruns it.")
     for name, c in summary["conditions"].items():
         if c["n_failed"]:
             out.append(f"{name}: {c['n_failed']} of {c['n_seeds']} seeds failed (seeds "
@@ -200,7 +238,11 @@ def summarize(experiment_dir: str | Path, baseline: str = "baseline") -> dict[st
     """Per condition: mean and 95% CI over accepted seeds of clean accuracy, the headline robust accuracy
     and PGD's at the same eps, the paired gain over the same-seed baseline under both, failed seeds and
     seeds that did not learn; the baseline's final training loss; structure-specific gains (regularizer
-    minus matched control, CIs over images and seeds); and statements in words."""
+    minus matched control, CIs over images and seeds); and statements in words.
+
+    A headline check stored for these configs by an earlier run (``STORED_CHECK`` in the experiment folder, as
+    ``brainalign.demo.cite_headline_check`` writes it) stands in for conditions whose runs did not check; a
+    condition's own runs' check wins over it. ``headline_check_source`` says where each check comes from."""
     experiment_dir = Path(experiment_dir)
     runs = load_runs(experiment_dir)
     groups = by_condition(runs)
@@ -246,6 +288,10 @@ def summarize(experiment_dir: str | Path, baseline: str = "baseline") -> dict[st
     pgd = pgd_key(runs[0])
     steps_run = sorted({int((v.get("params") or {}).get("steps", 0) or 0) for r in runs
                         for v in r.robustness.values() if v.get("attack") in HEADLINE_ATTACKS})
+    stored = read_json(experiment_dir / STORED_CHECK) if (experiment_dir / STORED_CHECK).exists() else {}
+    for name, entry in conditions.items():
+        if entry["headline_check"] is None and name in stored.get("conditions", {}):
+            entry["headline_check"] = {**stored["conditions"][name], "stored": True}
     summary = {
         "experiment": experiment_dir.name,
         "headline": {**describe(data), "pgd_attack": pgd, "steps_run": steps_run},
@@ -253,6 +299,7 @@ def summarize(experiment_dir: str | Path, baseline: str = "baseline") -> dict[st
                             f"2024); means over accepted seeds, failed seeds listed; 'all_seeds' keeps every seed",
         "conditions": conditions,
         "structure_specific_gains": structure,
+        "headline_check_source": _check_source(conditions, stored),
     }
     summary["statements"] = statements(summary)
     summary["claims"] = claims_table(runs, summary, baseline)

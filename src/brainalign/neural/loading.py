@@ -6,10 +6,15 @@ loaders take ``path`` (a file or folder in the data set's published layout); sim
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import inspect
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from brainalign.errors import ConfigError
 from brainalign.neural.recording import NeuralRecording
@@ -47,8 +52,42 @@ def _call(name: str, fn, kwargs: dict) -> NeuralRecording:
     return fn(**kwargs)
 
 
+# Simulations are pure functions of their options (every random draw is seeded from ``seed``), so each process
+# keeps its last few and hands out copies: a demo worker runs many runs on the same simulated recordings.
+_SIMULATIONS: OrderedDict[str, NeuralRecording] = OrderedDict()
+SIMULATIONS_KEPT = 6
+
+
+def _option_key(name: str, options: dict) -> str:
+    """A digest of a simulation's options; arrays (the stimulus images) by dtype, shape and bytes."""
+    h = hashlib.sha1(name.encode())
+    for key in sorted(options):
+        value = options[key]
+        h.update(key.encode())
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            h.update(f"{value.dtype}{value.shape}".encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+        else:
+            h.update(repr(np.asarray(value, dtype=object).tolist() if isinstance(value, np.ndarray) else value)
+                     .encode())
+    return h.hexdigest()
+
+
+def _simulated(name: str, fn, options: dict) -> NeuralRecording:
+    key = _option_key(name, options)
+    if key not in _SIMULATIONS:
+        _SIMULATIONS[key] = _call(name, fn, options)
+        while len(_SIMULATIONS) > SIMULATIONS_KEPT:
+            _SIMULATIONS.popitem(last=False)
+    _SIMULATIONS.move_to_end(key)
+    return copy.deepcopy(_SIMULATIONS[key])  # callers may change their recording; the kept one stays as made
+
+
 def load_recording(name: str, path: str | os.PathLike | None = None, **options) -> NeuralRecording:
     """Load a recording with the loader registered as ``name``.
+
+    Simulations are kept per process (the last ``SIMULATIONS_KEPT``, keyed by their options) and returned as
+    copies, so loading the same one again costs a copy, not a simulation.
 
     Args:
         name: a ``NEURAL_LOADERS`` entry: a data set ("things_eeg2", "nsd", ...) or a simulation
@@ -61,7 +100,7 @@ def load_recording(name: str, path: str | os.PathLike | None = None, **options) 
     if simulated:
         if path is not None:
             raise ConfigError(f"neural loader {name!r} is a simulation and takes no path")
-        return _call(name, entry.obj, options)
+        return _simulated(name, entry.obj, options)
     if path is None:
         raise ConfigError(f"neural loader {name!r} needs path= (the downloaded data set)")
     return _call(name, entry.obj, {"path": Path(path), **options})
