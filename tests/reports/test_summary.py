@@ -178,7 +178,8 @@ def test_a_stored_headline_check_speaks_only_for_unchanged_configs(tmp_path):
     conditions = summary["conditions"]
     assert conditions["baseline"]["headline_check"] == {"config_digest": "b", **check, "stored": True}
     assert conditions["same"]["headline_check"] is None
-    assert conditions["live"]["headline_check"]["n_checked"] == 4 and "stored" not in conditions["live"]["headline_check"]
+    live = conditions["live"]["headline_check"]
+    assert live["n_checked"] == 4 and "stored" not in live
     source = summary["headline_check_source"]
     assert source["these_runs"] == ["live"] and source["stored"] == ["baseline"] and source["stale"] == ["same"]
     words = summary["statements"]
