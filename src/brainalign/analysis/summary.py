@@ -366,8 +366,9 @@ def summary_table(summary: dict[str, Any]) -> str:
                      f"{'; '.join(flags)} |")
     structure = summary["structure_specific_gains"]
     if structure.get("rows"):
-        lines += ["", "Structure-specific gain (regularizer minus control, under the headline attack at its high-eps "
-                  "range; 95% CI over test images / over seeds):", "",
+        eps = sorted({e for row in structure["rows"] for e in row.get("eps") or []})
+        lines += ["", f"Structure-specific gain (regularizer minus control, under the headline attack at eps "
+                  f"{', '.join(f'{e:g}' for e in eps)}; 95% CI over test images / over seeds):", "",
                   "| regularizer | control | difference | CI images | CI seeds | verdict |",
                   "|---|---|---|---|---|---|"]
         for row in structure["rows"]:
