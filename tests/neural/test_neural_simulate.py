@@ -73,6 +73,9 @@ def test_simulations_are_kept_per_process_and_handed_out_as_copies():
     assert len(loading._SIMULATIONS) == loading.SIMULATIONS_KEPT
     with pytest.raises(ConfigError, match="no option"):
         load_recording("sim_eeg", n_stimuli=10, colour=True)
+    # an option whose repr need not show its content (an object) is simulated afresh, never looked up
+    assert loading._option_key("sim_eeg", {"times_ms": [0.0, 10.0], "seed": 1}) is not None
+    assert loading._option_key("sim_eeg", {"images": object()}) is None
 
 
 def test_response_depends_on_the_image_not_the_stimulus_set():

@@ -58,8 +58,13 @@ _SIMULATIONS: OrderedDict[str, NeuralRecording] = OrderedDict()
 SIMULATIONS_KEPT = 6
 
 
-def _option_key(name: str, options: dict) -> str:
-    """A digest of a simulation's options; arrays (the stimulus images) by dtype, shape and bytes."""
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _option_key(name: str, options: dict) -> str | None:
+    """A digest of a simulation's options: arrays (the stimulus images) by dtype, shape and bytes, plain values
+    (numbers, strings, lists of them) by value; None (not kept) when an option is anything else, whose repr
+    might not show its content."""
     h = hashlib.sha1(name.encode())
     for key in sorted(options):
         value = options[key]
@@ -67,14 +72,19 @@ def _option_key(name: str, options: dict) -> str:
         if isinstance(value, np.ndarray) and value.dtype != object:
             h.update(f"{value.dtype}{value.shape}".encode())
             h.update(np.ascontiguousarray(value).tobytes())
-        else:
-            h.update(repr(np.asarray(value, dtype=object).tolist() if isinstance(value, np.ndarray) else value)
-                     .encode())
+            continue
+        value = value.tolist() if isinstance(value, np.ndarray) else value
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not all(isinstance(v, _PLAIN) for v in items):
+            return None
+        h.update(repr(value).encode())
     return h.hexdigest()
 
 
 def _simulated(name: str, fn, options: dict) -> NeuralRecording:
     key = _option_key(name, options)
+    if key is None:
+        return _call(name, fn, options)
     if key not in _SIMULATIONS:
         _SIMULATIONS[key] = _call(name, fn, options)
         while len(_SIMULATIONS) > SIMULATIONS_KEPT:
