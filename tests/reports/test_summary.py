@@ -162,8 +162,8 @@ def test_a_stored_headline_check_speaks_only_for_unchanged_configs(tmp_path):
         syn.write_run(root, "live", seed, curves(180, 60, 52, 70), data="digits",
                       regularizers=syn.only("decorrelation"), headline_check=own if seed == 0 else None)
     stored = tmp_path / "stored.json"
-    check = {"n_runs": 1, "n_checked": 16, "n_runs_apgd_t": 1, "broken_by_apgd_t_all": 0, "broken_by_fab_t": 0,
-             "broken_by_square": 0, "broken_by_either": 0}
+    check = {"n_runs": 1, "n_checked": 16, "n_runs_apgd_t": 1, "broken_by_apgd_t_all": 0, "broken_by_fab_t": 1,
+             "broken_by_square": 0, "broken_by_either": 1}
     stored.write_text(json.dumps({
         "command": "brainalign demo --check", "git_commit": "abc1234def", "created": "2026-12-07", "seeds": [0],
         "conditions": {"baseline": {"config_digest": "b", **check}, "same": {"config_digest": "old", **check},
@@ -185,8 +185,13 @@ def test_a_stored_headline_check_speaks_only_for_unchanged_configs(tmp_path):
     words = summary["statements"]
     assert words[0].startswith("Headline check (stored: `brainalign demo --check` at abc1234 on 2026-12-07, seed 0 "
                                "of the same configs; live checked in these runs): APGD-T on every target, FAB-T and "
-                               "Square broke 1 of 20 sampled images")
+                               "Square broke 2 of 20 sampled images")
     assert any("does not speak for same (their configs changed since" in s for s in words)
+    said = " ".join(words)
+    assert "live: APGD-T on every target, FAB-T and Square broke 1 of 4 sampled images that survived the headline " \
+        "attacks (1 run(s)): the headline overstates" in said
+    assert "baseline: APGD-T on every target, FAB-T and Square broke 1 of 16 sampled images that survived the " \
+        "headline attacks (1 run(s), stored): the headline overstates" in said
     assert any("does not speak for new (it never checked them)" in s for s in words)
     # The report reads the same citation (it summarizes the folder again).
     from brainalign.reports import write_report

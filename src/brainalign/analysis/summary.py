@@ -204,7 +204,8 @@ def statements(summary: dict[str, Any]) -> list[str]:
         check = c.get("headline_check")
         if check and check["broken_by_either"]:
             out.append(f"{name}: {_rest(check)} broke {check['broken_by_either']} of {check['n_checked']} sampled "
-                       f"images that survived the headline attacks ({check['n_runs']} run(s)): the headline "
+                       f"images that survived the headline attacks ({check['n_runs']} run(s)"
+                       f"{', stored' if check.get('stored') else ''}): the headline "
                        f"overstates its robustness by about that fraction of survivors.")
         for g in c.get("gradient_ratios", []):
             if g["dominated_in_seeds"]:
